@@ -1,0 +1,126 @@
+{{/*
+Names, labels and small shared fragments. Every resource name and every app.kubernetes.io/*
+label comes from here, so selectors and the objects they select can never disagree.
+*/}}
+
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "vdup.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* "<release>-<chart>" unless the release name already contains the chart name. Truncated to
+44 characters so that suffixed names stay valid: "-indexer-headless" within 63, and the
+StatefulSet's controller-revision-hash label ("<name>-indexer-<10 chars>") within 63 too. */}}
+{{- define "vdup.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 44 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 44 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 44 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "<chart>-<version>" for the helm.sh/chart label. */}}
+{{- define "vdup.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels that select the pods of one component. Call with (dict "ctx" $ "component" "api"). */}}
+{{- define "vdup.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vdup.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* All labels of a resource of one component: selector labels plus version and owner. */}}
+{{- define "vdup.labels" -}}
+helm.sh/chart: {{ include "vdup.chart" .ctx }}
+{{ include "vdup.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: vdup
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Component resource names. */}}
+{{- define "vdup.api.fullname" -}}{{ include "vdup.fullname" . }}-api{{- end -}}
+{{- define "vdup.triton.fullname" -}}{{ include "vdup.fullname" . }}-triton{{- end -}}
+{{- define "vdup.indexer.fullname" -}}{{ include "vdup.fullname" . }}-indexer{{- end -}}
+{{- define "vdup.indexer.headlessName" -}}{{ include "vdup.fullname" . }}-indexer-headless{{- end -}}
+
+{{/* ServiceAccount of the API pods. */}}
+{{- define "vdup.api.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "vdup.api.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret holding the API keys, and the key inside it. */}}
+{{- define "vdup.api.secretName" -}}
+{{- default (printf "%s-keys" (include "vdup.api.fullname" .)) .Values.api.auth.existingSecret -}}
+{{- end -}}
+{{- define "vdup.api.secretKey" -}}
+{{- if .Values.api.auth.existingSecret -}}{{ .Values.api.auth.existingSecretKey }}{{- else -}}api-keys{{- end -}}
+{{- end -}}
+
+{{/* "registry/repository:tag" or "registry/repository@digest". Call with (dict "image" .Values.image "ctx" $). */}}
+{{- define "vdup.imageRef" -}}
+{{- $repo := .image.repository -}}
+{{- if .image.registry -}}{{- $repo = printf "%s/%s" .image.registry .image.repository -}}{{- end -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" $repo .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .ctx.Chart.AppVersion .image.tag) -}}
+{{- end -}}
+{{- end -}}
+{{- define "vdup.image" -}}{{ include "vdup.imageRef" (dict "image" .Values.image "ctx" .) }}{{- end -}}
+{{- define "vdup.triton.image" -}}{{ include "vdup.imageRef" (dict "image" .Values.triton.image "ctx" .) }}{{- end -}}
+
+{{/* imagePullSecrets block of a pod spec. */}}
+{{- define "vdup.imagePullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Indexer base URLs for indexer.discovery=static: one stable DNS name per StatefulSet pod. */}}
+{{- define "vdup.indexer.staticUrls" -}}
+{{- $urls := list -}}
+{{- $sts := include "vdup.indexer.fullname" . -}}
+{{- $svc := include "vdup.indexer.headlessName" . -}}
+{{- range $i := until (int .Values.indexer.replicas) -}}
+{{- $urls = append $urls (printf "http://%s-%d.%s.%s.svc:%d" $sts $i $svc $.Release.Namespace (int $.Values.indexer.port)) -}}
+{{- end -}}
+{{- join "," $urls -}}
+{{- end -}}
+
+{{/* An HTTP probe from a probe values block. Call with (dict "probe" .Values.api.livenessProbe "path" "/healthz" "port" "http"). */}}
+{{- define "vdup.httpProbe" -}}
+httpGet:
+  path: {{ .path }}
+  port: {{ .port }}
+periodSeconds: {{ .probe.periodSeconds }}
+timeoutSeconds: {{ .probe.timeoutSeconds }}
+failureThreshold: {{ .probe.failureThreshold }}
+{{- with .probe.successThreshold }}
+successThreshold: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* A preStop hook that sleeps N seconds (the reason is given where each component sets N).
+exec of /bin/sh rather than the lifecycle "sleep" action, which older clusters (< 1.30) lack;
+both images ship /bin/sh. */}}
+{{- define "vdup.preStopSleep" -}}
+preStop:
+  exec:
+    command: ["/bin/sh", "-c", "sleep {{ . }}"]
+{{- end -}}

