@@ -46,6 +46,13 @@ class FetchFailed(VdupError):
     code = "fetch_failed"
 
 
+class FetchTimeout(FetchFailed):
+    """The remote server was too slow: connect, per-read or total download deadline (HTTP 504)."""
+
+    status_code = 504
+    code = "fetch_timeout"
+
+
 class NotFound(VdupError):
     status_code = 404
     code = "not_found"

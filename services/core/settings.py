@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     triton_url: str = Field("", description="Triton gRPC host:port; empty = in-process models.")
     triton_model: str = Field("ensemble_model", description="Triton model that takes the bytes.")
     triton_timeout_s: float = Field(60.0, gt=0, description="Deadline of one Triton call, s.")
+    triton_http_port: int = Field(8000, ge=1, le=65535,
+                                  description="HTTP port of the local Triton (vdup triton).")
+    triton_grpc_port: int = Field(8001, ge=1, le=65535,
+                                  description="gRPC port of the local Triton (vdup triton).")
+    triton_metrics_port: int = Field(8002, ge=1, le=65535,
+                                     description="Metrics port of the local Triton (vdup triton).")
     sscd_model: str = Field("sscd_distilled", description="sscd_distilled or sscd (int8 R50).")
     onnx_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = all cores.")
     frame_size: int = Field(224, ge=64, le=512, description="Side of sampled frames, px.")

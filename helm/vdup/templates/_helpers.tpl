@@ -84,14 +84,6 @@ app.kubernetes.io/part-of: vdup
 {{- define "vdup.image" -}}{{ include "vdup.imageRef" (dict "image" .Values.image "ctx" .) }}{{- end -}}
 {{- define "vdup.triton.image" -}}{{ include "vdup.imageRef" (dict "image" .Values.triton.image "ctx" .) }}{{- end -}}
 
-{{/* imagePullSecrets block of a pod spec. */}}
-{{- define "vdup.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- end -}}
-
 {{/* Indexer base URLs for indexer.discovery=static: one stable DNS name per StatefulSet pod. */}}
 {{- define "vdup.indexer.staticUrls" -}}
 {{- $urls := list -}}

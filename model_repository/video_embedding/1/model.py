@@ -1,0 +1,42 @@
+"""Triton python model ``video_embedding``: images -> SSCD descriptors of each image and its mirror.
+
+Runs ``vdup.features.extractor.ImageEmbedder`` on ``with_flips(images)``, exactly what the
+embedded extractor runs, over every request that the dynamic batcher grouped into one call.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from vdup.features.extractor import ImageEmbedder
+from vdup.features.preprocess import with_flips
+from vdup.triton.model_support import model_parameters, model_settings, onnx_providers
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        path = Path(args["model_repository"]) / args["model_version"] / "sscd.onnx"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run 'vdup models install'")
+        chunk = int(model_parameters(args).get("chunk", "64"))
+        self.embedder = ImageEmbedder(path, threads=model_settings(args).onnx_threads,
+                                      batch=chunk, providers=onnx_providers(args))
+        pb_utils.Logger.log_info(
+            f"video_embedding: {path} on {self.embedder.session.get_providers()[0]}"
+        )
+
+    def execute(self, requests):
+        images = [pb_utils.get_input_tensor_by_name(r, "IMAGES").as_numpy() for r in requests]
+        batch = images[0] if len(images) == 1 else np.concatenate(images)
+        both = self.embedder(with_flips(batch))
+        m = len(batch)
+        pairs = np.stack([both[:m], both[m:]], axis=1)  # [m, 2, 512]
+        responses, start = [], 0
+        for part in images:
+            out = np.ascontiguousarray(pairs[start:start + len(part)])
+            start += len(part)
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor("EMBEDDING", out)]
+            ))
+        return responses

@@ -1,0 +1,43 @@
+"""Shared fixtures: generated videos and one embedded extractor per session (models load once)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from media_factory import make_video  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DEV_MANIFEST = SHARED / "bench" / "dev" / "manifest.csv"
+
+
+@pytest.fixture(scope="session")
+def extractor():
+    from vdup.features.extractor import EmbeddedExtractor
+
+    return EmbeddedExtractor()
+
+
+@pytest.fixture(scope="session")
+def videos() -> dict[str, bytes]:
+    """A small family of real encoded clips: originals, edited copies and look-alikes."""
+    return {
+        "orig": make_video(1),
+        "orig_b": make_video(2),
+        "flip": make_video(1, hflip=True, audio_seed=21),
+        "trim_crop": make_video(1, crop=0.1, start_s=1.0, duration_s=3.0),
+        "copy_of_flip": make_video(1, hflip=True, crop=0.05, audio_seed=22),
+        "same_audio": make_video(3, audio_seed=1),
+        "no_audio": make_video(4, with_audio=False),
+    }
+
+
+@pytest.fixture
+def dev_manifest() -> Path:
+    if not DEV_MANIFEST.exists():
+        pytest.skip(f"the shared dev benchmark is not here ({DEV_MANIFEST}); see README")
+    return DEV_MANIFEST

@@ -1,0 +1,91 @@
+from fractions import Fraction
+import io
+
+import av
+import numpy as np
+import pytest
+
+from media_factory import make_video
+from vdup.errors import BadMedia, MediaTooLarge
+from vdup.media.decode import MediaLimits, SamplingConfig, decode_video
+
+
+def test_samples_frames_and_mono_audio():
+    v = decode_video(make_video(1, duration_s=4.0, fps=15))
+    assert v.frames.shape[1:] == (224, 224, 3) and v.frames.dtype == np.uint8
+    assert len(v.frames) >= SamplingConfig().min_frames
+    assert np.all(np.diff(v.timestamps) > 0)
+    assert 0 <= v.timestamps[0] < 0.5 and v.timestamps[-1] <= 4.0
+    assert v.audio_rate == 16000 and abs(len(v.audio) / 16000 - 4.0) < 0.2
+    assert (v.width, v.height) == (320, 240)
+
+
+def test_long_gop_is_filled_but_dense_keyframes_are_used_as_they_are():
+    sparse = decode_video(make_video(1, duration_s=6.0, gop=300))
+    assert sparse.meta["keyframes"] == 1 and len(sparse.frames) >= 12
+    dense = decode_video(make_video(1, duration_s=6.0, gop=15), SamplingConfig(min_frames=4))
+    # keyframes every second are enough: nothing but keyframes is kept
+    assert dense.meta["keyframes"] == len(dense.frames)
+
+
+def test_missing_audio_track_is_fine():
+    v = decode_video(make_video(4, with_audio=False))
+    assert v.audio.size == 0 and len(v.frames) > 0
+
+
+def test_odd_size_and_variable_frame_rate():
+    buf = io.BytesIO()
+    out = av.open(buf, "w", format="mp4")
+    s = out.add_stream("libx264", rate=30)
+    s.width, s.height, s.pix_fmt = 250, 142, "yuv420p"
+    s.codec_context.time_base = Fraction(1, 1000)
+    pts = 0
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        img = np.full((142, 250, 3), (i * 6) % 255, np.uint8)
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts, frame.time_base = pts, Fraction(1, 1000)
+        pts += int(rng.integers(20, 120))
+        for p in s.encode(frame):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    v = decode_video(buf.getvalue())
+    assert (v.width, v.height) == (250, 142)
+    assert len(v.frames) >= 5 and np.all(np.diff(v.timestamps) > 0)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (np.random.default_rng(0).bytes(50_000), "container"),
+        (b"RIFF\x00\x00\x00\x00WAVEfmt ", "container"),
+    ],
+)
+def test_non_video_bytes_are_refused_with_a_message(data, message):
+    with pytest.raises(BadMedia, match=message):
+        decode_video(data)
+
+
+def test_audio_only_file_is_refused():
+    with pytest.raises(BadMedia, match="no video track"):
+        decode_video(make_video(1, with_video=False))
+
+
+def test_truncated_file_is_refused_or_decodes_what_is_there():
+    data = make_video(1)
+    try:
+        v = decode_video(data[: len(data) // 3])
+    except BadMedia as exc:
+        assert exc.message
+    else:
+        assert len(v.frames) > 0
+
+
+def test_limits_are_checked_from_metadata_first():
+    with pytest.raises(MediaTooLarge, match="duration"):
+        decode_video(make_video(1, duration_s=3.0), limits=MediaLimits(max_duration_s=1.0))
+    with pytest.raises(MediaTooLarge, match="resolution"):
+        decode_video(make_video(1), limits=MediaLimits(max_width=100))
