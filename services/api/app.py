@@ -45,6 +45,10 @@ def create_app(settings: Settings | None = None, checker=None, fetcher=None) -> 
     async def lifespan(app: FastAPI):
         from vdup.api.fetch import HttpFetcher, fetch_settings_from
         from vdup.runtime import build_checker
+        from vdup.tracing import install_log_trace_ids, setup_tracing
+
+        setup_tracing("vdup-api", settings.otlp_endpoint)
+        install_log_trace_ids()
 
         own_checker = checker is None
         chk = checker or await asyncio.to_thread(build_checker, settings)

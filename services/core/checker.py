@@ -19,6 +19,7 @@ from vdup.catalog.types import Catalog, VideoRecord
 from vdup.features.extractor import Extractor
 from vdup.features.preprocess import sha256_of
 from vdup.matching.decide import Decision, DecisionConfig, decide
+from vdup.tracing import tracer
 
 
 @dataclass
@@ -83,21 +84,28 @@ class DuplicateChecker:
             return CheckResult(video_id, decision, record, timings_s=timings)
 
         t = time.perf_counter()
-        features = self.extractor.extract(data)
+        with tracer.start_as_current_span("extract"):
+            features = self.extractor.extract(data)
         timings["extract"] = time.perf_counter() - t
         with self._lock:
             again = self.catalog.get(video_id)
             if again is not None:
                 return _known(video_id, again)
             t = time.perf_counter()
-            candidates = self.catalog.search(features, self.search_k, self.config.max_candidates)
+            with tracer.start_as_current_span("search") as span:
+                candidates = self.catalog.search(features, self.search_k,
+                                                 self.config.max_candidates)
+                span.set_attribute("vdup.candidates", len(candidates))
             timings["search"] = time.perf_counter() - t
             t = time.perf_counter()
-            decision = decide(features, candidates, self.config)
+            with tracer.start_as_current_span("align_decide") as span:
+                decision = decide(features, candidates, self.config)
+                span.set_attribute("vdup.is_duplicate", decision.is_duplicate)
             timings["decide"] = time.perf_counter() - t
             record = self._record(video_id, sha, decision, features, source)
             t = time.perf_counter()
-            self.catalog.add(record, features)
+            with tracer.start_as_current_span("store"):
+                self.catalog.add(record, features)
             timings["store"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         return CheckResult(video_id, decision, record, timings_s=timings)

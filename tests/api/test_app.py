@@ -154,3 +154,20 @@ def test_openapi_docs_are_served(tmp_path):
         assert client.get("/docs").status_code == 200
         paths = client.get("/openapi.json").json()["paths"]
         assert "/check-video-duplicate" in paths and "/videos/{video_id}" in paths
+
+
+def test_one_check_is_one_trace_with_its_stages_as_children(tmp_path, file_server):
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from vdup.tracing import setup_tracing
+
+    exporter = InMemorySpanExporter()
+    setup_tracing("vdup-test", processor=SimpleSpanProcessor(exporter))
+    with make_client(tmp_path) as client:
+        client.post("/check-video-duplicate", json={"link": f"{file_server}/orig_b.mp4"})
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    root = spans["check"]
+    for child in ("download", "extract", "search", "align_decide", "store"):
+        assert spans[child].context.trace_id == root.context.trace_id
+        assert spans[child].parent.span_id == root.context.span_id, child

@@ -13,6 +13,7 @@ from vdup.api.app import admitted, run_check
 from vdup.api.ids import id_from_link, valid_id
 from vdup.api.routes.deps import Authorized, State
 from vdup.errors import BadMedia, MediaTooLarge
+from vdup.tracing import tracer
 
 router = APIRouter(tags=["check"], dependencies=[Authorized])
 
@@ -61,12 +62,15 @@ class CheckResponse(BaseModel):
              summary="Check a video by link; it joins the catalog.")
 async def check_video(body: CheckRequest, state: State) -> dict:
     async with admitted(state):
-        t0 = time.perf_counter()
-        data = await state.fetcher.fetch(body.target)
-        metrics.STAGE_DURATION.labels("download").observe(time.perf_counter() - t0)
-        metrics.DOWNLOAD_BYTES.inc(len(data))
-        video_id = body.uuid or id_from_link(body.target)
-        return await run_check(state, data, video_id, body.target)
+        with tracer.start_as_current_span("check"):
+            t0 = time.perf_counter()
+            with tracer.start_as_current_span("download") as span:
+                data = await state.fetcher.fetch(body.target)
+                span.set_attribute("vdup.bytes", len(data))
+            metrics.STAGE_DURATION.labels("download").observe(time.perf_counter() - t0)
+            metrics.DOWNLOAD_BYTES.inc(len(data))
+            video_id = body.uuid or id_from_link(body.target)
+            return await run_check(state, data, video_id, body.target)
 
 
 @router.post("/videos", response_model=CheckResponse, status_code=200,
@@ -84,4 +88,5 @@ async def upload_video(
         if len(data) > limit:
             raise MediaTooLarge(f"the upload exceeds the limit of {limit} bytes")
         video_id = uuid or id_from_link(file.filename or "")
-        return await run_check(state, data, video_id, file.filename or "upload")
+        with tracer.start_as_current_span("upload"):
+            return await run_check(state, data, video_id, file.filename or "upload")

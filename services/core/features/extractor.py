@@ -8,6 +8,7 @@ Triton extractor (``vdup.triton.client``) sends the bytes to the ``ensemble_mode
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -17,12 +18,12 @@ from vdup.features.audio_model import build_audio_model, min_samples
 from vdup.features.preprocess import (
     ModelInputs,
     assemble,
-    decode_for_models,
+    prepare,
     sha256_of,
     with_flips,
 )
 from vdup.features.types import AUDIO_DIM, VideoFeatures
-from vdup.media.decode import MediaLimits, SamplingConfig
+from vdup.media.decode import MediaLimits, SamplingConfig, decode_video
 
 SSCD_MODELS = ("sscd_distilled", "sscd")
 
@@ -105,14 +106,67 @@ class EmbeddedExtractor:
         self.limits = limits
         self.images = ImageEmbedder(sscd_model_path(sscd_model), threads=threads)
         self.audio = AudioEmbedder(threads=threads)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sscd")
 
     def ready(self) -> bool:
         return True
 
     def extract(self, data: bytes) -> VideoFeatures:
-        inputs = decode_for_models(data, self.sampling, self.limits)
-        return self.features_from(inputs, sha256_of(data))
+        """Decode and describe ``data``. Frames are described in batches while decoding goes on
+        (onnxruntime and FFmpeg both release the GIL), so the two overlap on separate cores;
+        the content-region crops, known only once every frame is in, follow at the end."""
+        streamed = _Streamer(self.images, self._pool)
+        decoded = decode_video(data, self.sampling, self.limits, on_frame=streamed.add)
+        inputs = prepare(decoded)
+        plain, mirrored = streamed.result(decoded.timestamps)
+        n = len(decoded.timestamps)
+        if inputs.images.shape[0] > n:
+            crops = self.images(with_flips(inputs.images[n:]))
+            c = len(crops) // 2
+            plain = np.concatenate([plain, crops[:c]])
+            mirrored = np.concatenate([mirrored, crops[c:]])
+        embeddings = np.concatenate([plain, mirrored])
+        return assemble(inputs, embeddings, self.audio(inputs.audio), sha256_of(data))
 
     def features_from(self, inputs: ModelInputs, sha256: str) -> VideoFeatures:
         embeddings = self.images(with_flips(inputs.images))
         return assemble(inputs, embeddings, self.audio(inputs.audio), sha256)
+
+
+class _Streamer:
+    """Collects decoded frames into batches and describes each batch (plain and mirrored) on a
+    worker thread while decoding continues."""
+
+    BATCH = 16
+
+    def __init__(self, embed: ImageEmbedder, pool: ThreadPoolExecutor) -> None:
+        self.embed, self.pool = embed, pool
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+        self.jobs: list[tuple[int, Future]] = []
+        self._start = 0
+
+    def add(self, rgb: np.ndarray, t: float) -> None:
+        self.frames.append(rgb)
+        self.times.append(t)
+        if len(self.frames) - self._start >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        batch = np.stack(self.frames[self._start:])
+        self.jobs.append((len(batch), self.pool.submit(self.embed, with_flips(batch))))
+        self._start = len(self.frames)
+
+    def result(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(plain, mirrored) float32 [n, 512] for the kept timestamps ``kept`` [n] (s)."""
+        if self._start < len(self.frames):
+            self._flush()
+        plain, mirrored = [], []
+        for size, job in self.jobs:
+            out = job.result()
+            plain.append(out[:size])
+            mirrored.append(out[size:])
+        plain_all, mirrored_all = np.concatenate(plain), np.concatenate(mirrored)
+        times = np.asarray(self.times)
+        idx = np.abs(times[None, :] - np.asarray(kept, np.float64)[:, None]).argmin(axis=1)
+        return plain_all[idx], mirrored_all[idx]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import av
@@ -80,9 +81,13 @@ def decode_video(
     data: bytes,
     sampling: SamplingConfig = SamplingConfig(),
     limits: MediaLimits = MediaLimits(),
+    on_frame: Callable[[np.ndarray, float], None] | None = None,
 ) -> DecodedVideo:
     """Decode ``data`` (a whole video file) into sampled frames and mono audio.
 
+    on_frame(rgb uint8 [S, S, 3], t s) is called for each sampled frame as soon as it is
+    decoded, so a caller can start describing frames while decoding goes on; the returned
+    frames are those, sorted by time and thinned to ``max_frames``.
     Raises BadMedia for anything that is not a decodable video, MediaTooLarge past ``limits``.
     """
     if not data:
@@ -92,7 +97,7 @@ def decode_video(
     except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as exc:
         raise BadMedia(f"not a readable video container: {_reason(exc)}") from None
     try:
-        return _decode(container, sampling, limits)
+        return _decode(container, sampling, limits, on_frame)
     except (av.error.FFmpegError, ValueError, ZeroDivisionError, OverflowError) as exc:
         raise BadMedia(f"the video could not be decoded: {_reason(exc)}") from None
     finally:
@@ -104,7 +109,7 @@ def _reason(exc: Exception) -> str:
     return text.split(";")[0][:200]
 
 
-def _decode(container, sampling: SamplingConfig, limits: MediaLimits) -> DecodedVideo:
+def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) -> DecodedVideo:
     if not container.streams.video:
         raise BadMedia("no video track in the file")
     vstream = container.streams.video[0]
@@ -142,7 +147,7 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits) -> Decoded
         ctx.skip_frame = "NONKEY"
 
     frames, times, samples = _run_decode(
-        container, vstream, astream, start, keyframes, targets, sampling, limits
+        container, vstream, astream, start, keyframes, targets, sampling, limits, on_frame
     )
     if not frames:
         raise BadMedia("no decodable video frames in the file")
@@ -213,7 +218,8 @@ def _plan_targets(
     return targets
 
 
-def _run_decode(container, vstream, astream, start, keyframes, targets, sampling, limits):
+def _run_decode(container, vstream, astream, start, keyframes, targets, sampling, limits,
+                on_frame=None):
     """One demux pass. Returns (frames as uint8 [S,S,3] list, times in s, audio chunks).
 
     With ``targets`` None every frame is decoded and the first frame past each point of a regular
@@ -272,8 +278,11 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
                     pending.pop(0)
                     keep = True
             if keep:
-                frames.append(_rgb(frame, size))
+                rgb = _rgb(frame, size)
+                frames.append(rgb)
                 times.append(t)
+                if on_frame is not None:
+                    on_frame(rgb, t)
     if resampler is not None:
         for out in resampler.resample(None):
             samples.append(out.to_ndarray().reshape(-1))
