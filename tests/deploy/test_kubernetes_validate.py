@@ -1,0 +1,32 @@
+"""kubernetes-validate --strict on every render, against current Kubernetes versions. It only
+warns (exit 0) on a kind it has no schema for, so its output is read too: only the
+prometheus-operator CRDs may lack a schema."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .conftest import K8S_VERSIONS, Rendered, run, tool
+
+KNOWN_CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+
+
+def test_kubernetes_validate_strict(rendered: Rendered, tmp_path: Path) -> None:
+    manifest = tmp_path / f"{rendered.case}.yaml"
+    manifest.write_text(rendered.text)
+    cmd: list[str | Path] = [tool("kubernetes-validate"), "--strict"]
+    for version in K8S_VERSIONS:
+        cmd += ["-k", version]
+    result = run([*cmd, manifest])
+    output = result.stdout + result.stderr
+    problems = "\n".join(line for line in output.splitlines() if not line.startswith("INFO "))
+    assert result.returncode == 0, problems
+    unknown = [
+        (m.group(2), m.group(1))
+        for m in re.finditer(r"Couldn't find schema for kind (\S+) with api version (\S+)", output)
+    ]
+    unexpected = sorted(set(unknown) - KNOWN_CRDS)
+    assert not unexpected, f"no schema for {unexpected}:\n{problems}"
+    crds = sum(1 for o in rendered.objects if (o["apiVersion"], o["kind"]) in KNOWN_CRDS)
+    assert output.count(" passed for resource ") == (len(rendered.objects) - crds) * len(K8S_VERSIONS), problems
