@@ -306,7 +306,8 @@ class HttpFetcher:
     async def _body(self, response: httpx.Response) -> bytes:
         status = response.status_code
         if not 200 <= status < 300:
-            raise FetchFailed(f"link failed: the server answered {status} {_phrase(status)}".rstrip())
+            answered = f"{status} {_phrase(status)}".rstrip()
+            raise FetchFailed(f"link failed: the server answered {answered}")
         encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise FetchFailed(

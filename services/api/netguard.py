@@ -108,7 +108,8 @@ _NUMERIC_LABEL = re.compile(r"^(?:0[xX][0-9A-Fa-f]*|[0-9]+)$")
 _HEX_PART = re.compile(r"^0[xX][0-9A-Fa-f]*$")
 _OCTAL_PART = re.compile(r"^0[0-7]+$")
 _DECIMAL_PART = re.compile(r"^(?:0|[1-9][0-9]*)$")
-_NAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$")
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 
 
 def _show(text: str) -> str:

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     fetch_read_timeout_s: float = Field(10.0, gt=0)
     fetch_total_timeout_s: float = Field(60.0, gt=0)
     fetch_max_redirects: int = Field(5, ge=0)
+    fetch_user_agent: str = Field("vdup-fetch/0.1.0", description="User-Agent of downloads.")
 
     # -- observability
     otlp_endpoint: str = Field("", description="OTLP gRPC endpoint for traces; empty = none.")
