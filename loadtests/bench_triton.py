@@ -5,6 +5,10 @@ thread settings; the runs alternate (Triton, embedded, embedded, Triton, ...) so
 hits both alike. Reports the median of ``--runs`` timed runs each, after ``--warmup`` untimed ones,
 and the ratio Triton / embedded (target: <= 1.15 for the 60 s clip).
 
+Two costs per video: wall-clock seconds, and CPU seconds (this process, plus the Triton server
+and its python-backend stubs for the Triton path, read from /proc). On a shared machine the CPU
+figure is the steadier one: a neighbour's load stretches wall time, not our CPU time.
+
     .venv/bin/python loadtests/bench_triton.py [--video FILE] [--runs 9] [--url HOST:PORT]
 
 Without ``--url`` it starts its own Triton from ./model_repository on free loopback ports.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import sys
@@ -31,10 +36,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def timed(fn, data: bytes) -> float:
+def tree_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants."""
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+def timed(fn, data: bytes, server_pid: int | None) -> tuple[float, float]:
+    """(wall s, CPU s) of ``fn(data)``; CPU counts this process and the server's tree."""
+    c0 = time.process_time() + tree_cpu_s(server_pid)
     t0 = time.perf_counter()
     fn(data)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    return wall, time.process_time() + tree_cpu_s(server_pid) - c0
 
 
 def main() -> int:
@@ -56,39 +82,44 @@ def main() -> int:
     embedded = EmbeddedExtractor(settings.sampling(), settings.limits(), settings.sscd_model,
                                  threads=settings.onnx_threads)
     with ExitStack() as stack:
-        url = args.url
+        url, server_pid = args.url, None
         if not url:
             log = Path(tempfile.mkdtemp(prefix="vdup-bench-")) / "triton.log"
             server = stack.enter_context(TritonServer(
                 args.repository, http_port=free_port(), grpc_port=free_port(),
                 metrics_port=free_port(), log_path=log,
             ))
-            url = server.grpc_url
+            url, server_pid = server.grpc_url, server.process.pid
         triton = TritonExtractor(url, timeout_s=120)
         a, b = triton.extract(data), embedded.extract(data)
         assert len(a.timestamps) == len(b.timestamps)
         for _ in range(args.warmup - 1):
             triton.extract(data)
             embedded.extract(data)
-        t_triton, t_embedded = [], []
+        runs: dict[str, list[tuple[float, float]]] = {"triton": [], "embedded": []}
         for i in range(args.runs):
-            pair = [("t", triton.extract), ("e", embedded.extract)]
-            for name, fn in (pair if i % 2 == 0 else pair[::-1]):
-                (t_triton if name == "t" else t_embedded).append(timed(fn, data))
+            pair = [("triton", triton.extract, server_pid), ("embedded", embedded.extract, None)]
+            for name, fn, pid in (pair if i % 2 == 0 else pair[::-1]):
+                runs[name].append(timed(fn, data, pid))
         triton.close()
-    med_t, med_e = statistics.median(t_triton), statistics.median(t_embedded)
+
+    def med(name: str, k: int) -> float:
+        return statistics.median(r[k] for r in runs[name])
+
     result = {
         "video": str(args.video),
         "bytes": len(data),
         "frames": int(len(b.timestamps)),
         "runs": args.runs,
-        "triton_median_s": round(med_t, 3),
-        "embedded_median_s": round(med_e, 3),
-        "ratio": round(med_t / med_e, 3),
-        "triton_min_s": round(min(t_triton), 3),
-        "embedded_min_s": round(min(t_embedded), 3),
-        "triton_runs_s": [round(t, 3) for t in t_triton],
-        "embedded_runs_s": [round(t, 3) for t in t_embedded],
+        "triton_wall_median_s": round(med("triton", 0), 3),
+        "embedded_wall_median_s": round(med("embedded", 0), 3),
+        "wall_ratio": round(med("triton", 0) / med("embedded", 0), 3),
+        "triton_cpu_median_s": round(med("triton", 1), 3) if server_pid else None,
+        "embedded_cpu_median_s": round(med("embedded", 1), 3),
+        "cpu_ratio": round(med("triton", 1) / med("embedded", 1), 3) if server_pid else None,
+        "triton_wall_min_s": round(min(r[0] for r in runs["triton"]), 3),
+        "embedded_wall_min_s": round(min(r[0] for r in runs["embedded"]), 3),
+        "runs_wall_s": {k: [round(r[0], 3) for r in v] for k, v in runs.items()},
     }
     print(json.dumps(result, indent=2))
     return 0

@@ -11,7 +11,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from vdup.features.extractor import AudioEmbedder
-from vdup.triton.model_support import model_settings, onnx_providers
+from vdup.triton.model_support import model_settings, onnx_providers, onnx_spin
 
 
 class TritonPythonModel:
@@ -20,7 +20,7 @@ class TritonPythonModel:
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: run 'vdup models install'")
         self.embedder = AudioEmbedder(path, threads=model_settings(args).onnx_threads,
-                                      providers=onnx_providers(args))
+                                      providers=onnx_providers(args), spin=onnx_spin(args))
 
     def execute(self, requests):
         responses = []

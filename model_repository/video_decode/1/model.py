@@ -1,16 +1,21 @@
-"""Triton python model ``video_decode``: video bytes -> the descriptor models' inputs.
+"""Triton python model ``video_decode``: video bytes -> sampled frames' SSCD descriptors, their
+timestamps, the content box, the audio track and the video's size.
 
-It imports the embedded mode's code unchanged (``decode_for_models``), so both paths sample the
-same frames and audio. A video that cannot be decoded is answered per request with a
-``TritonError`` carrying the domain error (``[vdup:bad_media] ...``); the model keeps serving.
+It runs the embedded mode's own code, ``decode_and_describe``: frames go to the
+``video_embedding`` model (a BLS call, so dynamic batching and the GPU apply there) in batches
+while decoding continues, exactly as the embedded extractor overlaps decode and onnxruntime.
+A video that cannot be decoded is answered per request with a ``TritonError`` carrying the
+domain error (``[vdup:bad_media] ...``); the model keeps serving.
 """
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from vdup.errors import VdupError
-from vdup.features.preprocess import decode_for_models
-from vdup.triton.model_support import error_text, model_settings
+from vdup.features.extractor import decode_and_describe
+from vdup.triton.model_support import error_text, model_parameters, model_settings
 
 
 class TritonPythonModel:
@@ -18,32 +23,56 @@ class TritonPythonModel:
         settings = model_settings(args)
         self.sampling = settings.sampling()
         self.limits = settings.limits()
-        self.logger = pb_utils.Logger
-        self.logger.log_info(f"video_decode: {self.sampling} {self.limits}")
+        self.embedding_model = model_parameters(args).get("embedding_model", "video_embedding")
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bls")
+        pb_utils.Logger.log_info(f"video_decode: {self.sampling} {self.limits}")
 
     def execute(self, requests):
         return [self._one(request) for request in requests]
+
+    def finalize(self):
+        self.pool.shutdown(wait=True)
 
     def _one(self, request):
         data = pb_utils.get_input_tensor_by_name(request, "VIDEO_BYTES").as_numpy().reshape(-1)
         try:
             if data.size != 1 or not isinstance(data[0], bytes):
                 raise TypeError("VIDEO_BYTES must hold exactly one byte string")
-            inputs = decode_for_models(data[0], self.sampling, self.limits)
+            inputs, both = decode_and_describe(data[0], self.sampling, self.limits, self._embed,
+                                               self.pool)
         except VdupError as exc:
             return pb_utils.InferenceResponse(
                 error=pb_utils.TritonError(error_text(exc), pb_utils.TritonError.INVALID_ARG)
             )
         except Exception as exc:  # one bad request must never take the model down
-            self.logger.log_error(f"video_decode: unexpected {type(exc).__name__}: {exc}")
+            pb_utils.Logger.log_error(f"video_decode: {type(exc).__name__}: {exc}")
             return pb_utils.InferenceResponse(
-                error=pb_utils.TritonError(f"video_decode failed: {type(exc).__name__}")
+                error=pb_utils.TritonError(f"video_decode failed: {type(exc).__name__}: {exc}")
             )
-        meta = np.array([inputs.duration_s, inputs.width, inputs.height], np.float32)
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor("IMAGES", inputs.images),
-            pb_utils.Tensor("TIMESTAMPS", inputs.timestamps.astype(np.float32, copy=False)),
-            pb_utils.Tensor("AUDIO", inputs.audio.reshape(1, -1).astype(np.float32, copy=False)),
-            pb_utils.Tensor("BOX", inputs.box.astype(np.int32, copy=False)),
-            pb_utils.Tensor("META", meta),
-        ])
+        m = inputs.images.shape[0]
+        outputs = {
+            "EMBEDDING": np.ascontiguousarray(np.stack([both[:m], both[m:]], axis=1)),
+            "TIMESTAMPS": inputs.timestamps.astype(np.float32, copy=False),
+            "AUDIO": inputs.audio.reshape(1, -1).astype(np.float32, copy=False),
+            "BOX": inputs.box.astype(np.int32, copy=False),
+            "META": np.array([inputs.duration_s, inputs.width, inputs.height], np.float32),
+            "IMAGES": inputs.images,
+        }
+        wanted = set(request.requested_output_names()) or set(outputs)
+        return pb_utils.InferenceResponse(
+            output_tensors=[pb_utils.Tensor(k, v) for k, v in outputs.items() if k in wanted]
+        )
+
+    def _embed(self, flipped):
+        """``with_flips(batch)`` uint8 [2b, S, S, 3] -> float32 [2b, 512] via video_embedding,
+        which mirrors the b images itself and answers [b, 2, 512]."""
+        b = len(flipped) // 2
+        response = pb_utils.InferenceRequest(
+            model_name=self.embedding_model,
+            requested_output_names=["EMBEDDING"],
+            inputs=[pb_utils.Tensor("IMAGES", np.ascontiguousarray(flipped[:b]))],
+        ).exec()
+        if response.has_error():
+            raise RuntimeError(f"{self.embedding_model}: {response.error().message()}")
+        pairs = pb_utils.get_output_tensor_by_name(response, "EMBEDDING").as_numpy()
+        return np.concatenate([pairs[:, 0], pairs[:, 1]])

@@ -11,7 +11,12 @@ import triton_python_backend_utils as pb_utils
 
 from vdup.features.extractor import ImageEmbedder
 from vdup.features.preprocess import with_flips
-from vdup.triton.model_support import model_parameters, model_settings, onnx_providers
+from vdup.triton.model_support import (
+    model_parameters,
+    model_settings,
+    onnx_providers,
+    onnx_spin,
+)
 
 
 class TritonPythonModel:
@@ -21,7 +26,8 @@ class TritonPythonModel:
             raise FileNotFoundError(f"{path} is missing: run 'vdup models install'")
         chunk = int(model_parameters(args).get("chunk", "64"))
         self.embedder = ImageEmbedder(path, threads=model_settings(args).onnx_threads,
-                                      batch=chunk, providers=onnx_providers(args))
+                                      batch=chunk, providers=onnx_providers(args),
+                                      spin=onnx_spin(args))
         pb_utils.Logger.log_info(
             f"video_embedding: {path} on {self.embedder.session.get_providers()[0]}"
         )

@@ -7,7 +7,7 @@ Triton extractor (``vdup.triton.client``) sends the bytes to the ``ensemble_mode
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -46,21 +46,31 @@ def sscd_model_path(name: str = "sscd_distilled") -> Path:
 CPU = ("CPUExecutionProvider",)
 
 
+def _session(source: str | bytes, threads: int, providers: Sequence, spin: bool,
+             inter_op_threads: int = 0):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    if inter_op_threads:
+        opts.inter_op_num_threads = inter_op_threads
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(source, opts, providers=list(providers))
+
+
 class ImageEmbedder:
     """SSCD with onnxruntime: uint8 [b, S, S, 3] RGB -> float32 [b, 512], L2-normalised.
 
     ``providers`` are onnxruntime execution providers (Triton's GPU instances pass CUDA first).
+    ``spin`` False stops idle intra-op threads from busy-waiting: Triton's models run in
+    separate processes that share the cores, where a spinning pool starves the decoder.
     """
 
     def __init__(self, model: str | Path | bytes, threads: int = 0, batch: int = 64,
-                 providers: Sequence = CPU) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
+                 providers: Sequence = CPU, spin: bool = True) -> None:
         source = model if isinstance(model, bytes) else str(model)
-        self.session = ort.InferenceSession(source, opts, providers=list(providers))
+        self.session = _session(source, threads, providers, spin, inter_op_threads=1)
         self.input = self.session.get_inputs()[0].name
         self.batch = batch
 
@@ -76,14 +86,10 @@ class AudioEmbedder:
     """Our audio graph: float32 [t] mono 16 kHz -> float32 [w, 128] (w = 0 under ~1 s)."""
 
     def __init__(self, model: bytes | Path | None = None, threads: int = 0,
-                 providers: Sequence = CPU) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
+                 providers: Sequence = CPU, spin: bool = True) -> None:
         source = build_audio_model() if model is None else model
         source = source if isinstance(source, bytes) else str(source)
-        self.session = ort.InferenceSession(source, opts, providers=list(providers))
+        self.session = _session(source, threads, providers, spin)
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         if audio.size < min_samples():
@@ -112,25 +118,43 @@ class EmbeddedExtractor:
         return True
 
     def extract(self, data: bytes) -> VideoFeatures:
-        """Decode and describe ``data``. Frames are described in batches while decoding goes on
-        (onnxruntime and FFmpeg both release the GIL), so the two overlap on separate cores;
-        the content-region crops, known only once every frame is in, follow at the end."""
-        streamed = _Streamer(self.images, self._pool)
-        decoded = decode_video(data, self.sampling, self.limits, on_frame=streamed.add)
-        inputs = prepare(decoded)
-        plain, mirrored = streamed.result(decoded.timestamps)
-        n = len(decoded.timestamps)
-        if inputs.images.shape[0] > n:
-            crops = self.images(with_flips(inputs.images[n:]))
-            c = len(crops) // 2
-            plain = np.concatenate([plain, crops[:c]])
-            mirrored = np.concatenate([mirrored, crops[c:]])
-        embeddings = np.concatenate([plain, mirrored])
+        """Decode and describe ``data`` (see ``decode_and_describe``)."""
+        inputs, embeddings = decode_and_describe(data, self.sampling, self.limits, self.images,
+                                                 self._pool)
         return assemble(inputs, embeddings, self.audio(inputs.audio), sha256_of(data))
 
     def features_from(self, inputs: ModelInputs, sha256: str) -> VideoFeatures:
         embeddings = self.images(with_flips(inputs.images))
         return assemble(inputs, embeddings, self.audio(inputs.audio), sha256)
+
+
+def decode_and_describe(
+    data: bytes,
+    sampling: SamplingConfig,
+    limits: MediaLimits,
+    embed: Callable[[np.ndarray], np.ndarray],
+    pool: ThreadPoolExecutor,
+) -> tuple[ModelInputs, np.ndarray]:
+    """Decode ``data`` and describe its images: (inputs, float32 [2m, 512] for
+    ``with_flips(inputs.images)``), as ``assemble`` takes them. Raises BadMedia.
+
+    Frames are described in batches on ``pool`` while decoding goes on (onnxruntime and FFmpeg
+    both release the GIL), so the two overlap on separate cores; the content-region crops, known
+    only once every frame is in, follow at the end. ``embed`` maps ``with_flips(batch)``, uint8
+    [2b, S, S, 3], to float32 [2b, 512]: an ``ImageEmbedder`` here, a call to Triton's
+    ``video_embedding`` inside Triton's ``video_decode``.
+    """
+    streamed = _Streamer(embed, pool)
+    decoded = decode_video(data, sampling, limits, on_frame=streamed.add)
+    inputs = prepare(decoded)
+    plain, mirrored = streamed.result(decoded.timestamps)
+    n = len(decoded.timestamps)
+    if inputs.images.shape[0] > n:
+        crops = embed(with_flips(inputs.images[n:]))
+        c = len(crops) // 2
+        plain = np.concatenate([plain, crops[:c]])
+        mirrored = np.concatenate([mirrored, crops[c:]])
+    return inputs, np.concatenate([plain, mirrored])
 
 
 class _Streamer:
@@ -139,7 +163,8 @@ class _Streamer:
 
     BATCH = 16
 
-    def __init__(self, embed: ImageEmbedder, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, embed: Callable[[np.ndarray], np.ndarray],
+                 pool: ThreadPoolExecutor) -> None:
         self.embed, self.pool = embed, pool
         self.frames: list[np.ndarray] = []
         self.times: list[float] = []

@@ -15,6 +15,7 @@ Failure policy (the API maps these to HTTP at its edge):
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,12 +29,21 @@ from vdup.triton.model_support import parse_error
 
 OUTPUTS = ("TIMESTAMPS", "BOX", "META", "EMBEDDING", "AUDIO_EMBEDDING")
 RETRY_AFTER_S = 5
+#: A call to a server that never answers is cut by gRPC after this long (at least), s.
+HARD_DEADLINE_MIN_S = 600.0
+#: ... or this multiple of ``timeout_s`` when that is longer.
+HARD_DEADLINE_FACTOR = 10
 
 
 class TritonExtractor:
     """``Extractor`` over a Triton server's gRPC endpoint ``url`` (``host:port``).
 
-    timeout_s: deadline of one inference call, s. Thread-safe: one gRPC channel is shared by
+    timeout_s: how long one extraction may take, s. Past it ``extract`` raises ``Unavailable``
+    but does not cancel the call: the server finishes it and the answer is dropped. Cancelling
+    would be cleaner, yet Triton up to 24.12 can crash (SIGSEGV) when a gRPC call is cancelled
+    just as its response is sent (triton-inference-server/server#7368, fixed by #7840), and
+    a crash costs every call in flight. A hard gRPC deadline (:attr:`hard_deadline_s`, at least
+    10 minutes) still bounds a call to a wedged server. Thread-safe: one channel serves
     concurrent checks.
     """
 
@@ -46,6 +56,12 @@ class TritonExtractor:
         self._grpc = grpcclient
         self._client = grpcclient.InferenceServerClient(url)
         self._outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
+        self._pending: set[_Call] = set()
+        self._lock = threading.Condition()
+
+    @property
+    def hard_deadline_s(self) -> float:
+        return max(HARD_DEADLINE_MIN_S, HARD_DEADLINE_FACTOR * self.timeout_s)
 
     def ready(self) -> bool:
         """True when the server and ``model`` answer ready within 2 s."""
@@ -66,15 +82,15 @@ class TritonExtractor:
         t0 = time.perf_counter()
         try:
             with _client_span(self.model) as headers:
-                result = self._client.infer(
-                    self.model, [request], outputs=self._outputs,
-                    client_timeout=self.timeout_s, headers=headers or None,
-                )
+                result = self._infer(request, headers)
         except InferenceServerException as exc:
             error = self._error(exc)
             if isinstance(error, Unavailable):
                 BACKEND_FAILURES.labels("triton", "infer").inc()
             raise error from None
+        except Unavailable:
+            BACKEND_FAILURES.labels("triton", "infer").inc()
+            raise
         finally:
             BACKEND_REQUEST_DURATION.labels("triton", "infer").observe(time.perf_counter() - t0)
         try:
@@ -88,8 +104,36 @@ class TritonExtractor:
                 retry_after_s=RETRY_AFTER_S,
             ) from None
 
-    def close(self) -> None:
+    def close(self, wait_s: float | None = None) -> None:
+        """Close the channel once the calls still running have ended, waiting at most ``wait_s``
+        (default: the hard deadline): closing would cancel them, which this class avoids."""
+        wait_s = self.hard_deadline_s if wait_s is None else wait_s
+        deadline = time.monotonic() + wait_s
+        with self._lock:
+            while self._pending and time.monotonic() < deadline:
+                self._lock.wait(max(0.0, deadline - time.monotonic()))
         self._client.close()
+
+    def _infer(self, request, headers: dict[str, str]):
+        call = _Call(self)
+        with self._lock:
+            self._pending.add(call)
+        try:
+            call.context = self._client.async_infer(
+                self.model, [request], call.done, outputs=self._outputs,
+                client_timeout=self.hard_deadline_s, headers=headers or None,
+            )
+        except BaseException:
+            call.forget()
+            raise
+        if not call.finished.wait(self.timeout_s):
+            raise Unavailable(
+                f"feature extraction is unavailable: Triton at {self.url} did not answer within "
+                f"{self.timeout_s:g} s", retry_after_s=RETRY_AFTER_S,
+            )
+        if call.error is not None:
+            raise call.error
+        return call.result
 
     def _error(self, exc) -> VdupError:
         message = exc.message() or str(exc)
@@ -105,6 +149,28 @@ class TritonExtractor:
             reason = f"Triton at {self.url} failed: {message.strip()[:200]}"
         return Unavailable(f"feature extraction is unavailable: {reason}",
                            retry_after_s=RETRY_AFTER_S)
+
+
+class _Call:
+    """One call in flight. The extractor keeps it (and so gRPC's future, whose garbage
+    collection would cancel the call) until the answer arrives."""
+
+    def __init__(self, owner: TritonExtractor) -> None:
+        self.owner = owner
+        self.context = None
+        self.result = None
+        self.error = None
+        self.finished = threading.Event()
+
+    def done(self, result, error) -> None:
+        self.result, self.error = result, error
+        self.finished.set()
+        self.forget()
+
+    def forget(self) -> None:
+        with self.owner._lock:
+            self.owner._pending.discard(self)
+            self.owner._lock.notify_all()
 
 
 def features_from_outputs(outputs: dict[str, np.ndarray], sha256: str) -> VideoFeatures:

@@ -25,8 +25,9 @@ REQUEST_ERRORS: dict[str, type[VdupError]] = {
     MediaTooLarge.code: MediaTooLarge,
 }
 #: Parameters that configure a model itself, not ``Settings``: ``chunk`` = images per
-#: onnxruntime run in ``video_embedding``.
-MODEL_ONLY_PARAMETERS = frozenset({"chunk"})
+#: onnxruntime run in ``video_embedding``; ``embedding_model`` = the model ``video_decode`` calls;
+#: ``onnx_spin`` = whether idle onnxruntime threads busy-wait (see ``onnx_spin``).
+MODEL_ONLY_PARAMETERS = frozenset({"chunk", "embedding_model", "onnx_spin"})
 _ERROR = re.compile(r"\[vdup:(?P<code>[a-z_]+)\] (?P<message>.*)", re.DOTALL)
 
 
@@ -55,6 +56,16 @@ def model_settings(args: Mapping[str, str]) -> Settings:
         raise ValueError(f"unknown parameters in config.pbtxt: {', '.join(unknown)}")
     return Settings(**{k: v for k, v in params.items() if k in fields})
 
+
+
+def onnx_spin(args: Mapping[str, str]) -> bool:
+    """The ``onnx_spin`` parameter (default false). Triton runs each model in its own process on
+    shared cores; onnxruntime threads that busy-wait between runs take CPU from the decoder in
+    the next process (measured: docs/triton-notes.md)."""
+    value = model_parameters(args).get("onnx_spin", "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValueError(f"onnx_spin must be true or false, not {value!r}")
+    return value in ("true", "1")
 
 
 def onnx_providers(args: Mapping[str, str]) -> list:

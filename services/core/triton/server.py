@@ -64,7 +64,9 @@ def build_backend_dir(dest: Path) -> Path:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.is_file():
-        raise TritonStartError(f"the nvidia-pytriton wheel has no python backend stub for {version}")
+        raise TritonStartError(
+            f"the nvidia-pytriton wheel has no python backend stub for Python {version}"
+        )
     python = dest / "python"
     python.mkdir(parents=True, exist_ok=True)
     for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
@@ -80,9 +82,13 @@ class TritonServer:
     """A ``tritonserver`` child process serving ``repository`` on ``host``.
 
     ``with TritonServer(repo, grpc_port=...) as server:`` starts it, waits until the server and
-    every model are ready, and stops it on exit (SIGTERM, then SIGKILL of its process group after
-    ``stop_timeout_s``). ``log_path`` None sends the server's output to this process's
-    stdout/stderr; otherwise to that file (:meth:`log_tail` reads it back).
+    every model are ready, and stops it on exit: SIGTERM (the server gives in-flight inferences
+    ``exit_timeout_s``), then SIGKILL of its process group after ``stop_timeout_s``.
+
+    A repository lacking vdup's models is completed with ``vdup models install`` first
+    (``install_models``), or refused; ``check_repository`` False skips that check (to probe the
+    binary with an empty repository). ``log_path`` None sends the server's output to this
+    process's stdout/stderr, else to that file (:meth:`log_tail` reads it back).
     """
 
     def __init__(
@@ -96,8 +102,10 @@ class TritonServer:
         log_path: Path | None = None,
         log_verbose: int = 0,
         install_models: bool = True,
+        check_repository: bool = True,
         ready_timeout_s: float = 120.0,
         stop_timeout_s: float = 15.0,
+        exit_timeout_s: int = 10,
         extra_args: list[str] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
@@ -107,11 +115,14 @@ class TritonServer:
         self.log_path = log_path
         self.log_verbose = log_verbose
         self.install_models = install_models
+        self.check_repository = check_repository
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        self.exit_timeout_s = exit_timeout_s
         self.extra_args = list(extra_args or [])
         self.env = dict(env or {})
         self.process: subprocess.Popen | None = None
+        self.shm_prefix = f"vdup_{os.getpid()}_{id(self):x}_"
         self._workdir: tempfile.TemporaryDirectory | None = None
         self._log_file = None
 
@@ -141,10 +152,13 @@ class TritonServer:
             "--pinned-memory-pool-byte-size=0",
             "--cuda-memory-pool-byte-size=0:0",
             "--strict-readiness=true",
-            "--exit-timeout-secs=10",
+            # Seconds a stopping server waits for in-flight inferences. Triton 2.51 keeps counting
+            # an ensemble request that the client cancelled (deadline) as in flight, so a server
+            # that saw one always waits this long (docs/triton-notes.md).
+            f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--log-verbose={self.log_verbose}",
             # A private shared-memory prefix: servers side by side must not share regions.
-            f"--backend-config=python,shm-region-prefix-name=vdup_{os.getpid()}_{id(self):x}_",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
             *self.extra_args,
         ]
 
@@ -159,7 +173,7 @@ class TritonServer:
     def start(self) -> TritonServer:
         if self.process is not None:
             raise RuntimeError("this TritonServer is already started")
-        lacking = _missing(self.repository)
+        lacking = _missing(self.repository) if self.check_repository else []
         if lacking and self.install_models:
             from vdup.triton.repository import install
 
@@ -193,15 +207,14 @@ class TritonServer:
         process exits first or ``timeout_s`` passes."""
         import tritonclient.grpc as grpcclient
 
-        deadline = time.monotonic() + (timeout_s or self.ready_timeout_s)
+        timeout_s = timeout_s or self.ready_timeout_s
+        deadline = time.monotonic() + timeout_s
         client = grpcclient.InferenceServerClient(self.grpc_url)
         try:
             while True:
-                code = self.process.poll() if self.process else -1
-                if code is not None:
+                if self.process is None or _exited(self.process.pid, 0):
                     raise TritonStartError(
-                        f"tritonserver exited with status {code} before it was ready\n"
-                        + self.log_tail()
+                        "tritonserver exited before it was ready\n" + self.log_tail()
                     )
                 try:
                     if client.is_server_ready(client_timeout=2):
@@ -210,7 +223,7 @@ class TritonServer:
                     pass
                 if time.monotonic() > deadline:
                     raise TritonStartError(
-                        f"tritonserver was not ready within {timeout_s or self.ready_timeout_s:.0f} s\n"
+                        f"tritonserver was not ready within {timeout_s:.0f} s\n"
                         + self.log_tail()
                     )
                 time.sleep(0.2)
@@ -218,19 +231,25 @@ class TritonServer:
             client.close()
 
     def stop(self) -> int | None:
-        """SIGTERM, wait up to ``stop_timeout_s``, then SIGKILL its process group; the exit code."""
+        """SIGTERM, wait up to ``stop_timeout_s``, then SIGKILL what is left of its process group
+        (python backend stubs included); returns the exit code. The server is reaped only after
+        the group is signalled, so the group id cannot have been reused by then."""
         proc, code = self.process, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            if proc.returncode is None:
                 try:
-                    proc.wait(self.stop_timeout_s)
-                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                if not _exited(proc.pid, self.stop_timeout_s):
                     log.warning("tritonserver did not stop in %.0f s; killing it",
                                 self.stop_timeout_s)
-            _kill_group(proc.pid)
+                _kill_group(proc.pid)
             code = proc.wait()
             self.process = None
+            # A server that crashed or hit its exit timeout leaves its python backend regions.
+            for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+                region.unlink(missing_ok=True)
         self._cleanup()
         return code
 
@@ -268,6 +287,20 @@ def _missing(repository: Path) -> list[Path]:
     return missing(repository)
 
 
+def _exited(pid: int, timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for child ``pid`` to exit, without reaping it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def _kill_group(pid: int) -> None:
     """SIGKILL what is left of the server's own process group (python backend stubs)."""
     try:
@@ -291,7 +324,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="metrics port (VDUP_TRITON_METRICS_PORT, default 8002)")
     parser.add_argument("--log-verbose", type=int, default=0, help="tritonserver --log-verbose")
     parser.add_argument("--no-install", action="store_true",
-                        help="fail instead of running 'vdup models install' when models are missing")
+                        help="fail, rather than run 'vdup models install', when models are missing")
 
 
 def run(args: argparse.Namespace) -> int:
