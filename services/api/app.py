@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vdup import metrics
@@ -76,8 +77,52 @@ def create_app(settings: Settings | None = None, checker=None, fetcher=None) -> 
     app.include_router(videos.router)
     app.include_router(health.router)
     _install_error_handlers(app)
+    app.add_middleware(BodyLimit, settings=settings)
     _install_metrics_middleware(app)
     return app
+
+
+class Problem(BaseModel):
+    loc: list[str | int] = Field(description="Where in the request: e.g. ['body', 'link'].")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable machine code and a message for people."""
+
+    error: str = Field(description="Machine-readable code, e.g. 'bad_media', 'unavailable'.")
+    detail: str = Field(description="What was wrong, for a person; never a stack trace.")
+    problems: list[Problem] | None = Field(
+        None, description="Each invalid field (only with error 'invalid_request').")
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
+                                "schema": {"type": "integer"}}}
+_ERRORS = {
+    400: "The body is malformed (e.g. broken multipart), or the link may not be fetched "
+         "(scheme, address or policy).",
+    401: "A valid API key is required (when keys are configured).",
+    404: "No such video in the catalog.",
+    413: "The video or its download exceeds a limit.",
+    422: "The request is invalid, or the bytes are not a decodable video.",
+    429: "This replica is at its concurrency limit; retry after Retry-After seconds.",
+    502: "The server behind the link failed.",
+    503: "A dependency (feature extraction, an index shard) is unavailable; retry after "
+         "Retry-After seconds.",
+    504: "The server behind the link was too slow.",
+    507: "The catalog could not durably store the video; nothing was added.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` for the error statuses a route can answer, all with ``ErrorBody``."""
+    out: dict[int | str, dict] = {}
+    for code in codes:
+        out[code] = {"model": ErrorBody, "description": _ERRORS[code]}
+        if code in (429, 503):
+            out[code]["headers"] = _RETRY_AFTER
+    return out
 
 
 def _error_body(code: str, message: str) -> dict:
@@ -108,7 +153,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(_error_body("http_error", str(exc.detail)), exc.status_code,
+        code = "request_too_large" if exc.status_code == 413 else "http_error"
+        if exc.status_code == 413:
+            metrics.ERRORS.labels(code).inc()
+        return JSONResponse(_error_body(code, str(exc.detail)), exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
@@ -122,6 +170,54 @@ def jsonable(errors: list[dict]) -> list[dict]:
     """Validation errors without the raw input or exception objects (they may not serialise)."""
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in errors]
+
+
+#: Room for multipart framing and form fields around an upload of ``fetch_max_bytes``, bytes.
+BODY_SLACK = 1024 * 1024
+
+
+class BodyLimit:
+    """Refuse request bodies over ``fetch_max_bytes`` + ``BODY_SLACK`` with 413, while they
+    arrive: before any byte is read when Content-Length says so, else as soon as the count
+    passes the limit.
+
+    Why here and not in the upload route: Starlette parses a multipart body, spooling files to
+    /tmp, before the route runs, and nothing else bounds it (uvicorn has no body limit), so an
+    endless upload would fill the pod's /tmp and get the pod evicted.
+    """
+
+    def __init__(self, app, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.settings.fetch_max_bytes + BODY_SLACK
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            metrics.ERRORS.labels("request_too_large").inc()
+            response = JSONResponse(_error_body("request_too_large", _too_large(limit)), 413,
+                                    headers={"Connection": "close"})
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise StarletteHTTPException(413, _too_large(limit))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body exceeds the limit of {limit} bytes"
 
 
 def _install_metrics_middleware(app: FastAPI) -> None:

@@ -19,6 +19,7 @@ PLUGINS = {
     "indexer": ("vdup.indexer.server", "Run one indexer shard (FAISS + SQLite) over HTTP."),
     "up": ("vdup.stack", "Start Triton, N indexer shards and the API as local processes."),
     "bench-index": ("vdup.indexer.bench", "Benchmark index types on synthetic catalogs."),
+    "loadtest": ("vdup.loadtest", "Run locust against a local stack; write reports/loadtest-*/."),
 }
 
 

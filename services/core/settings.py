@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
@@ -74,12 +74,27 @@ class Settings(BaseSettings):
     indexer_service: str = Field("", description="Headless Service of the indexer StatefulSet.")
     indexer_namespace: str = Field("", description="Namespace of that Service.")
     indexer_port: int = Field(8090, description="Port of the shards.")
+    indexer_shards: int = Field(0, ge=0, description="Shards expected from discovery (the "
+                                "StatefulSet's replicas); 0 = as listed. Fewer listed = 503.")
 
-    # -- decision (defaults calibrated on the dev benchmark, docs/benchmarks.md)
-    visual_threshold: float = Field(DecisionConfig.visual_threshold, ge=0, le=1)
-    borderline_threshold: float = Field(DecisionConfig.borderline_threshold, ge=0, le=1)
-    audio_threshold: float = Field(DecisionConfig.audio_threshold, ge=-1, le=1)
-    max_candidates: int = Field(DecisionConfig.max_candidates, ge=1)
+    # -- decision (defaults calibrated on the dev benchmark, docs/accuracy-notes.md;
+    #    each field is documented on DecisionConfig in vdup.matching.decide)
+    visual_threshold: float = Field(DecisionConfig.visual_threshold, ge=0, le=1,
+                                    description="Confidence that decides when motion confirms.")
+    unverified_threshold: float = Field(DecisionConfig.unverified_threshold, ge=0, le=1,
+                                        description="Confidence that decides for still content.")
+    borderline_threshold: float = Field(DecisionConfig.borderline_threshold, ge=0, le=1,
+                                        description="Lowest confidence that audio can confirm.")
+    audio_threshold: float = Field(DecisionConfig.audio_threshold, ge=-1, le=1,
+                                   description="Audio similarity that counts as the same track.")
+    max_candidates: int = Field(DecisionConfig.max_candidates, ge=1,
+                                description="Candidates aligned per query.")
+    motion_floor: float = Field(DecisionConfig.motion_floor, ge=0,
+                                description="Motion energy from which motion must agree.")
+    min_motion_agreement: float = Field(DecisionConfig.min_motion_agreement, ge=-1, le=1,
+                                        description="Least motion correlation of moving videos.")
+    constant_audio: float = Field(DecisionConfig.constant_audio, ge=-1, le=1,
+                                  description="Window similarity above which a track is constant.")
 
     # -- fetching links
     fetch_allow: CommaList = Field(default_factory=list,
@@ -94,9 +109,11 @@ class Settings(BaseSettings):
     # -- observability
     otlp_endpoint: str = Field("", description="OTLP gRPC endpoint for traces; empty = none.")
 
-    def model_post_init(self, __context: object) -> None:
-        for name in ("api_keys", "indexer_urls", "fetch_allow"):
-            setattr(self, name, _split(getattr(self, name)))
+    @field_validator("api_keys", "indexer_urls", "fetch_allow", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> list[str]:
+        """``VDUP_FETCH_ALLOW=127.0.0.1,10.0.0.0/8``: NoDecode hands the raw string here."""
+        return _split(value)
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(frame_size=self.frame_size, max_gap_s=self.max_gap_s,
@@ -112,7 +129,11 @@ class Settings(BaseSettings):
     def decision(self) -> DecisionConfig:
         return DecisionConfig(
             visual_threshold=self.visual_threshold,
+            unverified_threshold=self.unverified_threshold,
             borderline_threshold=self.borderline_threshold,
             audio_threshold=self.audio_threshold,
             max_candidates=self.max_candidates,
+            motion_floor=self.motion_floor,
+            min_motion_agreement=self.min_motion_agreement,
+            constant_audio=self.constant_audio,
         )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vdup import metrics
-from vdup.api.app import admitted, run_check
+from vdup.api.app import admitted, error_responses, run_check
 from vdup.api.ids import id_from_link, valid_id
 from vdup.api.routes.deps import Authorized, State
 from vdup.errors import BadMedia, MediaTooLarge
@@ -59,7 +59,8 @@ class CheckResponse(BaseModel):
 
 
 @router.post("/check-video-duplicate", response_model=CheckResponse,
-             summary="Check a video by link; it joins the catalog.")
+             summary="Check a video by link; it joins the catalog.",
+             responses=error_responses(400, 401, 413, 422, 429, 502, 503, 504, 507))
 async def check_video(body: CheckRequest, state: State) -> dict:
     async with admitted(state):
         with tracer.start_as_current_span("check"):
@@ -74,7 +75,8 @@ async def check_video(body: CheckRequest, state: State) -> dict:
 
 
 @router.post("/videos", response_model=CheckResponse, status_code=200,
-             summary="Check an uploaded video file; it joins the catalog.")
+             summary="Check an uploaded video file; it joins the catalog.",
+             responses=error_responses(400, 401, 413, 422, 429, 503, 507))
 async def upload_video(
     state: State,
     file: Annotated[UploadFile, File(description="The video file.")],

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from vdup.api.app import error_responses
 from vdup.api.routes.deps import Authorized, State
 from vdup.errors import NotFound
 
@@ -34,7 +35,8 @@ class VideoPage(BaseModel):
     next_after: str | None
 
 
-@router.get("/videos/{video_id}", response_model=Video)
+@router.get("/videos/{video_id}", response_model=Video,
+            responses=error_responses(401, 404, 422, 503))
 async def get_video(video_id: str, state: State) -> dict:
     record = await asyncio.to_thread(state.checker.catalog.get, video_id)
     if record is None:
@@ -42,7 +44,7 @@ async def get_video(video_id: str, state: State) -> dict:
     return record.to_dict()
 
 
-@router.get("/videos", response_model=VideoPage)
+@router.get("/videos", response_model=VideoPage, responses=error_responses(401, 422, 503))
 async def list_videos(
     state: State,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -53,7 +55,8 @@ async def list_videos(
             "next_after": records[-1].video_id if len(records) == limit else None}
 
 
-@router.delete("/videos/{video_id}", status_code=204)
+@router.delete("/videos/{video_id}", status_code=204,
+               responses=error_responses(401, 404, 422, 503, 507))
 async def delete_video(video_id: str, state: State) -> None:
     if not await asyncio.to_thread(state.checker.catalog.delete, video_id):
         raise NotFound(f"no video {video_id!r} in the catalog")

@@ -8,10 +8,20 @@ Why the sampling looks the way it does: decoding is the floor of the whole pipel
 cores. So the sampler reads the container's keyframe index first, takes every keyframe, and only
 where keyframes leave a gap longer than ``max_gap_s`` (or the clip is too short to give
 ``min_frames``) does it decode the GOPs that contain the missing sample times, and no others.
+
+Why the input is distrusted the way it is (docs/reliability.md): the bytes come from anyone.
+FFmpeg only gets to open demuxers for video containers (``FORMATS``) and no protocol at all, so
+a playlist or concat script cannot make it read local files or fetch URLs; MP4 sample tables are
+checked before FFmpeg builds its index from them (``vdup.media.isobmff``); resolution, duration
+and frame counts are checked from metadata before any frame is decoded, and again on every
+decoded frame, because the bitstream can contradict the container (a 64x48 header over
+16000x16000 frames); and at most ``max_sampled_frames`` frames are ever held, however many
+keyframes a file has.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import math
 from collections.abc import Callable
@@ -22,13 +32,32 @@ import av.error
 import numpy as np
 
 from vdup.errors import BadMedia, MediaTooLarge
+from vdup.media.isobmff import check_declared
 
 AVINDEX_KEYFRAME = 0x0001
+
+#: Demuxers FFmpeg may use: video containers only. Anything else (images, bare audio, raw
+#: elementary streams, which carry no timestamps to sample by, HLS and DASH playlists, concat
+#: scripts, subtitle and text formats) is refused before it is parsed.
+FORMATS = ("mov", "matroska", "avi", "flv", "mpegts", "mpeg", "asf", "ogg", "nut", "ivf")
+#: Demuxer options: the format allow-list, and no protocol, so no demuxer opens another input.
+_OPEN_OPTIONS = {"format_whitelist": ",".join(FORMATS), "protocol_whitelist": "none"}
 
 
 @dataclass(frozen=True)
 class MediaLimits:
-    """Hard limits on what we agree to decode; checked from metadata first, then during decode."""
+    """Hard limits on what we agree to decode; checked from metadata first, then during decode.
+
+    max_duration_s: longest video, s, declared or reached by a decoded frame's timestamp.
+    max_width, max_height: largest frame, px, declared or decoded; FFmpeg also refuses to
+        allocate any frame of more than max_width * max_height pixels.
+    max_stream_frames: most frames a video track may declare.
+    max_decoded_frames: most frames decoded (the decoding CPU bound).
+    max_audio_s: most audio decoded, s (the rest is ignored); longer declared audio is refused.
+    max_sampled_frames: most sampled frames held at once (memory: S * S * 3 bytes each, 150 KB
+        at S = 224). A valid file needs fewer than ~500: keyframes are kept at most
+        2 * ``max_frames`` per duration, gap-filling samples at most duration / ``max_gap_s``.
+    """
 
     max_duration_s: float = 600.0
     max_width: int = 4096
@@ -36,6 +65,7 @@ class MediaLimits:
     max_stream_frames: int = 200_000
     max_decoded_frames: int = 20_000
     max_audio_s: float = 600.0
+    max_sampled_frames: int = 1_000
 
 
 @dataclass(frozen=True)
@@ -92,31 +122,46 @@ def decode_video(
     """
     if not data:
         raise BadMedia("empty body: expected a video file")
+    check_declared(data, limits)
     try:
-        container = av.open(io.BytesIO(data), mode="r")
+        container = av.open(io.BytesIO(data), mode="r", container_options=_OPEN_OPTIONS,
+                            options=_codec_options(limits))
     except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as exc:
-        raise BadMedia(f"not a readable video container: {_reason(exc)}") from None
+        raise BadMedia(
+            "not a readable video container: expected a video file such as MP4/MOV, WebM/MKV, "
+            f"AVI, FLV or MPEG-TS (FFmpeg: {_reason(exc)})"
+        ) from None
     try:
         return _decode(container, sampling, limits, on_frame)
     except (av.error.FFmpegError, ValueError, ZeroDivisionError, OverflowError) as exc:
         raise BadMedia(f"the video could not be decoded: {_reason(exc)}") from None
+    except MemoryError:
+        raise MediaTooLarge(
+            "the video needs more memory to decode than this service allows") from None
     finally:
         container.close()
 
 
+def _codec_options(limits: MediaLimits) -> dict[str, str]:
+    """Decoder options: FFmpeg refuses to allocate a frame larger than the limits allow."""
+    return {"max_pixels": str(limits.max_width * limits.max_height)}
+
+
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = (getattr(exc, "strerror", None) or str(exc)).strip() or type(exc).__name__
     return text.split(";")[0][:200]
 
 
 def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) -> DecodedVideo:
-    if not container.streams.video:
-        raise BadMedia("no video track in the file")
-    vstream = container.streams.video[0]
+    vstream = _video_stream(container)
     ctx = vstream.codec_context
+    if ctx is None:
+        raise BadMedia("the video track's codec is unknown or not supported")
+    ctx.options = _codec_options(limits)
     width, height = int(ctx.width or 0), int(ctx.height or 0)
     if width <= 0 or height <= 0:
-        raise BadMedia(f"the video track has invalid dimensions {width}x{height}")
+        raise BadMedia(f"the video track has invalid dimensions {width}x{height} (none declared, "
+                       f"or more pixels than {limits.max_width}x{limits.max_height})")
     if width > limits.max_width or height > limits.max_height:
         raise MediaTooLarge(
             f"resolution {width}x{height} exceeds the limit "
@@ -132,6 +177,8 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) 
             f"{vstream.frames} frames exceed the limit of {limits.max_stream_frames}"
         )
     astream = container.streams.audio[0] if container.streams.audio else None
+    if astream is not None and astream.codec_context is None:
+        astream = None  # an audio codec we cannot decode: the video is still checked
     if astream is not None and astream.duration and astream.time_base:
         adur = float(astream.duration * astream.time_base)
         if adur > limits.max_audio_s:
@@ -141,13 +188,19 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) 
 
     start = _start_s(vstream)
     keyframes = _index_keyframes(vstream, start)
+    if len(keyframes) > limits.max_decoded_frames:  # every keyframe is decoded
+        raise MediaTooLarge(
+            f"{len(keyframes)} keyframes exceed the limit of {limits.max_decoded_frames} "
+            "decoded frames"
+        )
     targets = _plan_targets(keyframes, duration, sampling)
     vstream.thread_type = "SLICE"
     if targets is not None and len(targets) == 0:
         ctx.skip_frame = "NONKEY"
 
     frames, times, samples = _run_decode(
-        container, vstream, astream, start, keyframes, targets, sampling, limits, on_frame
+        container, vstream, astream, start, keyframes, targets, sampling, limits, on_frame,
+        duration,
     )
     if not frames:
         raise BadMedia("no decodable video frames in the file")
@@ -157,7 +210,7 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) 
     keep = _thin(times_arr, sampling, duration)
     frame_arr = np.stack([frames[i] for i in keep])
     audio = np.concatenate(samples) if samples else np.zeros(0, np.float32)
-    rotation = int(vstream.metadata.get("rotate", 0) or 0)
+    rotation = _rotation_tag(vstream)
     if abs(rotation) % 180 == 90:
         width, height = height, width
     return DecodedVideo(
@@ -171,6 +224,21 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) 
         meta={"keyframes": len(keyframes), "kept_frames": len(times),
               "codec": ctx.name, "has_audio": astream is not None},
     )
+
+
+def _video_stream(container):
+    """The first video track that is a video, not a cover picture (audio files carry those)."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    raise BadMedia("no video track in the file")
+
+
+def _rotation_tag(vstream) -> int:
+    try:
+        return int(float(vstream.metadata.get("rotate", 0) or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _duration_s(container, vstream) -> float:
@@ -205,11 +273,13 @@ def _plan_targets(
     """Sample times (s) that keyframes leave uncovered; [] when keyframes suffice.
 
     None means the container has no keyframe index: decode sequentially and sample on a grid.
+    Keyframes past ``duration`` are not planned around (a valid file has none; a file whose
+    index runs past its duration would otherwise ask for millions of targets).
     """
     if not keyframes or duration <= 0:
         return None
     gap = min(sampling.max_gap_s, duration / max(sampling.min_frames, 1))
-    points = [0.0, *keyframes, duration]
+    points = [0.0, *(k for k in keyframes if k <= duration), duration]
     targets: list[float] = []
     for a, b in zip(points, points[1:]):
         if b - a > gap * 1.5:
@@ -219,16 +289,19 @@ def _plan_targets(
 
 
 def _run_decode(container, vstream, astream, start, keyframes, targets, sampling, limits,
-                on_frame=None):
+                on_frame=None, duration=0.0):
     """One demux pass. Returns (frames as uint8 [S,S,3] list, times in s, audio chunks).
 
     With ``targets`` None every frame is decoded and the first frame past each point of a regular
-    ``max_gap_s`` grid is kept. With ``targets`` given, keyframes are always kept and non-key
-    packets are decoded only inside GOPs that hold a target; for each target the first frame at
-    or after it (within half a frame) is kept.
+    ``max_gap_s`` grid is kept. With ``targets`` given, keyframes are kept (but none closer than
+    duration / (2 * ``max_frames``) to the last kept one: the samples are thinned to
+    ``max_frames`` at the end anyway) and non-key packets are decoded only inside GOPs that hold
+    a target; for each target the first frame at or after it (within half a frame) is kept.
+    Raises MediaTooLarge past ``limits`` (frames decoded or held, frame size, timestamps).
     """
     size = sampling.frame_size
     pending = sorted(targets or [])
+    head = 0  # pending[head:] are the targets not reached yet
     frames: list[np.ndarray] = []
     times: list[float] = []
     samples: list[np.ndarray] = []
@@ -239,6 +312,8 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
     audio_len = 0
     decoded = 0
     next_grid = 0.0
+    next_key = -math.inf
+    key_spacing = duration / (2 * max(sampling.max_frames, 1))
     gop_has_target = False
     half_frame = 0.5 / float(vstream.average_rate or 30)
     streams = [vstream] + ([astream] if astream is not None else [])
@@ -255,8 +330,10 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
         if targets is not None and packet.dts is not None:
             if packet.is_keyframe and packet.pts is not None:
                 t_key = float(packet.pts * packet.time_base) - start
-                gop_end = next((k for k in keyframes if k > t_key + 1e-6), math.inf)
-                gop_has_target = any(t_key - 1e-6 <= p < gop_end for p in pending)
+                nxt = bisect.bisect_right(keyframes, t_key + 1e-6)
+                gop_end = keyframes[nxt] if nxt < len(keyframes) else math.inf
+                first = bisect.bisect_left(pending, t_key - 1e-6, lo=head)
+                gop_has_target = first < len(pending) and pending[first] < gop_end
             elif not gop_has_target:
                 continue
         for frame in packet.decode():
@@ -265,19 +342,34 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
                 raise MediaTooLarge(
                     f"more than {limits.max_decoded_frames} frames had to be decoded"
                 )
+            if frame.width > limits.max_width or frame.height > limits.max_height:
+                raise MediaTooLarge(
+                    f"a decoded frame of {frame.width}x{frame.height} exceeds the limit "
+                    f"{limits.max_width}x{limits.max_height}"
+                )
             if frame.pts is None:
                 continue
             t = float(frame.pts * frame.time_base) - start
+            if t > limits.max_duration_s:
+                raise MediaTooLarge(
+                    f"a frame at {t:.1f} s is past the limit of {limits.max_duration_s:.0f} s"
+                )
             if targets is None:
                 keep = t >= next_grid - half_frame
                 if keep:
                     next_grid = t + sampling.max_gap_s
             else:
-                keep = bool(frame.key_frame)
-                while pending and pending[0] <= t + half_frame:
-                    pending.pop(0)
+                keep = bool(frame.key_frame) and t >= next_key
+                while head < len(pending) and pending[head] <= t + half_frame:
+                    head += 1
                     keep = True
+                if keep and frame.key_frame:
+                    next_key = t + key_spacing
             if keep:
+                if len(frames) >= limits.max_sampled_frames:
+                    raise MediaTooLarge(
+                        f"more than {limits.max_sampled_frames} frames would be sampled"
+                    )
                 rgb = _rgb(frame, size)
                 frames.append(rgb)
                 times.append(t)

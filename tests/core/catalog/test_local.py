@@ -71,3 +71,97 @@ def test_a_corrupt_snapshot_is_rebuilt_without_loss(tmp_path):
     again = LocalCatalog(tmp_path)
     assert again.stats()["vectors"] == 18
     again.close()
+
+
+def test_a_snapshot_of_another_catalog_is_rebuilt_from_this_ones_rows(tmp_path):
+    import shutil
+
+    a, b = LocalCatalog(tmp_path / "a"), LocalCatalog(tmp_path / "b")
+    for i in range(3):
+        a.add(record(f"a{i}", i), features(i))
+    b.add(record("b0", 9), features(9))
+    a.close()
+    b.close()
+    for name in ("index.faiss", "index.json"):  # b's own, valid snapshot copied over a's
+        shutil.copy(tmp_path / "b" / name, tmp_path / "a" / name)
+    again = LocalCatalog(tmp_path / "a")
+    assert again.stats()["vectors"] == 18
+    assert [c.video_id for c in again.search(features(1), 8, 1)] == ["a1"]
+    again.close()
+    (tmp_path / "a" / "index.json").write_text("[1, 2, 3]")  # valid JSON, not ours
+    again = LocalCatalog(tmp_path / "a")
+    assert again.stats()["vectors"] == 18
+    again.close()
+
+
+def test_a_snapshot_without_its_catalog_stops_start_up(tmp_path):
+    cat = LocalCatalog(tmp_path)
+    cat.add(record("v0", 0), features(0))
+    cat.close()
+    (tmp_path / "catalog.sqlite").unlink()
+    with pytest.raises(CatalogCorrupt, match="no catalog.sqlite"):
+        LocalCatalog(tmp_path)
+
+
+def test_pending_videos_are_settled_once(tmp_path):
+    from dataclasses import replace
+
+    cat = LocalCatalog(tmp_path)
+    cat.add(record("p", 1), features(1), pending=True)
+    cat.add(record("q", 2), features(2))
+    assert cat.get_state("p")[1] is True and cat.get_state("q")[1] is False
+    linked = replace(record("p", 1), root_id="q", is_duplicate=True, duplicate_for="q")
+    assert cat.resolve(linked) is True
+    assert cat.resolve(record("p", 1)) is False  # already settled: nothing written
+    assert cat.get("p").duplicate_for == "q" and cat.get_state("p")[1] is False
+    assert cat.resolve(record("q", 2)) is False and cat.pending_count() == 0
+    cat.close()
+
+
+def test_a_compressed_index_is_trained_from_stored_rows_and_survives_restarts(tmp_path):
+    cat = LocalCatalog(tmp_path, index_factory="IVF8,Flat", nprobe=8)
+    for i in range(200):
+        cat.add(record(f"v{i}", i), features(i))
+    assert cat.stats()["index"] == "Flat"  # untrained: exact search meanwhile
+    done = cat.train()
+    assert done["vectors"] == 1200 and cat.stats()["index"] == "IVF8,Flat"
+    assert cat.search(features(7), 8, 1)[0].video_id == "v7"
+    cat.delete("v7")
+    cat.add(record("late", 999), features(999))
+    cat.close()
+    again = LocalCatalog(tmp_path, index_factory="IVF8,Flat", nprobe=8)
+    assert again.stats() == {"videos": 200, "vectors": 1200, "index": "IVF8,Flat"}
+    assert again.search(features(999), 8, 1)[0].video_id == "late"
+    again.close()
+    (tmp_path / "index.faiss").unlink()  # lost snapshot: retrained from SQLite at start-up
+    again = LocalCatalog(tmp_path, index_factory="IVF8,Flat", nprobe=8)
+    assert again.stats()["index"] == "IVF8,Flat" and again.stats()["vectors"] == 1200
+    again.close()
+
+
+def test_an_index_that_cannot_remove_vectors_still_never_returns_deleted_videos(tmp_path):
+    cat = LocalCatalog(tmp_path, index_factory="HNSW16")
+    for i in range(4):
+        cat.add(record(f"v{i}", i), features(i))
+    cat.delete("v2")
+    assert all(c.video_id != "v2" for c in cat.search(features(2), 24, 4))
+    cat.close()
+    again = LocalCatalog(tmp_path, index_factory="HNSW16")
+    assert again.get("v2") is None and again.stats()["videos"] == 3
+    again.close()
+
+
+def test_a_damaged_page_in_the_catalog_stops_start_up(tmp_path):
+    cat = LocalCatalog(tmp_path)
+    for i in range(40):
+        cat.add(record(f"v{i}", i), features(i))
+    cat.close()  # checkpoints the WAL into catalog.sqlite
+    path = tmp_path / "catalog.sqlite"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 8192] = b"\xa5" * 8192
+    path.write_bytes(bytes(data))
+    with pytest.raises(CatalogCorrupt, match="damaged"):
+        LocalCatalog(tmp_path, verify=True)
+    (tmp_path / "index.faiss").unlink()  # a rebuild reads every row: the damage shows there too
+    with pytest.raises(CatalogCorrupt, match="damaged"):
+        LocalCatalog(tmp_path, verify=False)

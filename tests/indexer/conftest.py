@@ -1,0 +1,15 @@
+"""Fixtures of the indexer tests (helpers live in shardtools.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shardtools import Shards
+
+
+@pytest.fixture
+def shards(tmp_path):
+    """Two fresh shard processes on free loopback ports, for one test."""
+    s = Shards(tmp_path, 2).start()
+    yield s
+    s.stop()
