@@ -105,7 +105,7 @@ def free_port() -> int:
 
 
 def start_timed(data: Path, log: Path, factory: str) -> tuple[ServiceProcess, float]:
-    p = shard_process(0, free_port(), data, index_factory=factory, log_path=log)
+    p = shard_process(0, free_port(), data, index_factory=factory, log_path=log, grace_s=900)
     t0 = time.perf_counter()
     p.start()
     p.wait_ready(1800)

@@ -186,7 +186,8 @@ def _mp3ish(seconds: float = 1.0) -> bytes:
 # ---------------------------------------------------------------- MP4 surgery
 
 
-def boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int, int]]:
+def boxes(data: bytes, start: int = 0,
+          end: int | None = None) -> Iterator[tuple[bytes, int, int, int]]:
     """Top-level boxes of ``data[start:end]``: (type, offset, size, header length), in order.
 
     Stops at the first box whose size field does not fit (the file may be truncated)."""

@@ -9,14 +9,19 @@ Per candidate and per pair of views (query: whole frame, mirrored, content regio
 candidate: whole frame, content region) the frames are aligned in time
 (``vdup.matching.align``), and
 
-    confidence = mean inlier similarity * min(1, inliers / min_inliers)
+    confidence = mean inlier similarity * min(1, inliers / needed),
+    needed     = min(min_inliers, query samples that a clip as long as the candidate fills)
 
-says how alike the aligned frames look. Looking alike is not enough: another recording of the
-same room looks as alike as a lightly edited copy. So the motion along the alignment is compared
-too (``align.dynamics``): when the two videos do move (energy >= ``motion_floor``) their motions
-must agree (agreement >= ``min_motion_agreement``), or the pair is *contradicted* and cannot make
-a duplicate. When they hardly move, motion can neither confirm nor contradict; such a match is
-*unverified* and decides only when no candidate's motion *confirms* a match.
+says how alike the aligned frames look (a 2 s original inserted into a long video sampled every
+1.7 s can only ever show one frame). Looking alike is not enough: another recording of the same
+room looks as alike as a lightly edited copy. So the motion along the alignment is compared too
+(``align.dynamics``): when the two videos do move (energy >= ``motion_floor``) their motions must
+agree (agreement >= ``min_motion_agreement``), or the match is *contradicted* and cannot make a
+duplicate. When they hardly move, or too few frames align, motion can neither confirm nor
+contradict; such an *unverified* match rests on appearance alone, so it needs a higher
+confidence (``unverified_threshold``) and must single one original out: a shared screenshot
+template or a room looks alike across many uploads (``unverified_margin`` over every candidate
+of another root).
 
 Among the admissible matches the confirmed ones come first, then matches to a root original
 itself (direct evidence) before matches through one of its copies, then confidence. The answer
@@ -64,7 +69,8 @@ class DecisionConfig:
         looks alike across many uploads).
     borderline_threshold: lowest confidence that matching audio can confirm.
     audio_threshold: median best-window audio similarity that counts as the same soundtrack.
-    min_inliers: aligned frames needed for full confidence (fewer scale it down).
+    min_inliers: aligned frames needed for full confidence (fewer scale it down), or as many
+        as a clip of the candidate's duration leaves at the query's sampling, if fewer.
     max_candidates: candidates aligned per query (by retrieval score).
     tolerance_s: how far (s) an aligned frame may sit from the alignment line.
     motion_floor: RMS norm of the centred descriptors (``Dynamics.energy``) from which the two
@@ -143,6 +149,13 @@ def motion_verdict(d: Dynamics, cfg: DecisionConfig) -> str:
     return CONFIRMED if d.agreement >= cfg.min_motion_agreement else CONTRADICTED
 
 
+def _frames_for(duration_s: float, tq: np.ndarray) -> int:
+    """How many of the query's samples a copy of a ``duration_s`` clip could hold (>= 1): a
+    2 s original inside a long video sampled every 1.7 s leaves one or two frames."""
+    gap = float(np.median(np.diff(tq))) if len(tq) > 1 else 1.0
+    return max(1, int(round(duration_s / max(gap, 1e-3))))
+
+
 def score_candidate(query: VideoFeatures, cand: Candidate, cfg: DecisionConfig) -> Match:
     """Align every query view against every candidate view and keep one pair.
 
@@ -185,13 +198,6 @@ def score_candidate(query: VideoFeatures, cand: Candidate, cfg: DecisionConfig) 
     if best is None:
         return Match(cand.video_id, cand.root_id, 0.0, audio, Alignment.empty())
     return best
-
-
-def _frames_for(duration_s: float, tq: np.ndarray) -> int:
-    """How many of the query's samples a copy of a ``duration_s`` clip could hold (>= 1): a
-    2 s original inside a long video sampled every 1.7 s leaves one or two frames."""
-    gap = float(np.median(np.diff(tq))) if len(tq) > 1 else 1.0
-    return max(1, int(round(duration_s / max(gap, 1e-3))))
 
 
 def decide(query: VideoFeatures, candidates: list[Candidate], cfg: DecisionConfig) -> Decision:
