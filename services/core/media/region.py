@@ -9,13 +9,15 @@ What every such edit has in common is a *boundary*: an axis-aligned rectangle wh
 straight edges that stay put in every frame, whatever moves on either side. So the detector
 
 1. finds persistent edges: the median over frames of the intensity step across each pixel
-   (moving edges and noise vanish in the median; the overlay's border does not);
+   (moving edges and noise vanish in the median; the overlay's border does not), kept only where
+   the step across clearly exceeds the step along (``ORIENTATION``: a side, not texture);
 2. takes the rows and columns that carry most of them as candidate sides (the frame border is
-   a side too) and keeps the *closed* rectangles: each inner side shows a persistent edge along
-   at least ``MIN_SIDE_SUPPORT`` of its length;
+   a side too) and keeps the *closed* rectangles: at least two inner sides, each showing a
+   persistent edge along at least ``MIN_SIDE_SUPPORT`` of its length;
 3. picks among them the one that holds the video's life: the share of "alive" pixels (moving
    *and* detailed, which excludes still screenshots, solid pads and blurred backgrounds) inside
-   it, minus its share of the area. When nothing concentrates life (an overlay onto another
+   it, minus its share of the area (plus ``SIDE_BONUS`` per inner side: a rectangle closed on
+   more sides is a likelier overlay). When nothing concentrates life (an overlay onto another
    moving video), a rectangle closed on at least three inner sides is taken on its geometry
    alone, the one with the longest supported border;
 4. trims flat bands (no detail, no motion: letterbox bars inside a screenshot's media slot)
@@ -97,6 +99,8 @@ def _alive(motion: np.ndarray, detail: np.ndarray) -> np.ndarray:
 
 
 def _best_rectangle(edge_v, edge_h, alive) -> tuple[int, int, int, int] | None:
+    """Steps 2-3 of the module docstring on the half-size grid; every candidate rectangle is
+    scored at once with cumulative sums (<= 66 x 66 rectangles)."""
     h, w = alive.shape
     cv = _cumulative(edge_v)  # [h+1, w]: edge pixels of column x above row y
     ch = _cumulative(edge_h.T)  # [w+1, h]: edge pixels of row y left of column x
@@ -109,7 +113,8 @@ def _best_rectangle(edge_v, edge_h, alive) -> tuple[int, int, int, int] | None:
     t, b = tb[:, :1], tb[:, 1:]  # [TB, 1]
     l, r = lr[:, 0][None, :], lr[:, 1][None, :]  # [1, LR]
     height, width = (b - t).astype(float), (r - l).astype(float)
-    lc, rc, tc, bc = np.minimum(l, w - 1), np.minimum(r, w - 1), np.minimum(t, h - 1), np.minimum(b, h - 1)
+    lc, rc = np.minimum(l, w - 1), np.minimum(r, w - 1)  # a border side indexes nothing real
+    tc, bc = np.minimum(t, h - 1), np.minimum(b, h - 1)
     # (edge pixels along each inner side, whether the side is inner, its length)
     sides = [
         (cv[b, lc] - cv[t, lc], np.broadcast_to(l > 0, (len(tb), len(lr))), height),
