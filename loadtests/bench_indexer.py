@@ -150,7 +150,8 @@ def searches(big: Path, parts: list[Path], logs: Path, n: int, rows: int, querie
         p.wait_ready(1800)
     sharded = ShardedCatalog([p.ready_url.removesuffix("/readyz") for p in procs],
                              timeout_s=120)
-    local = LocalCatalog(big, index_factory=factory, snapshot_every=0, nprobe=nprobe)
+    local = LocalCatalog(big, index_factory=factory, snapshot_every=0, nprobe=nprobe,
+                         threads=1)
     rng = np.random.default_rng(7)
     results = []
     try:

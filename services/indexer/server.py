@@ -42,7 +42,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import faiss
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -77,8 +76,8 @@ class ShardSettings(BaseSettings):
     nprobe: int = Field(16, ge=1, description="IVF lists visited per query row.")
     omp_threads: int = Field(1, ge=0, description="FAISS (OpenMP) threads per search; 0 = all "
                                                  "cores. 1 by default: with more threads than "
-                                                 "free cores OpenMP's spinning made searches "
-                                                 "10-20x slower here; shards and concurrent "
+                                                 "free cores, OpenMP's spinning made searches "
+                                                 "5-20x slower here; shards and concurrent "
                                                  "requests are the parallelism.")
     snapshot_interval_s: float = Field(300.0, gt=0, description="Most seconds between snapshots "
                                                                 "while rows are being added.")
@@ -126,12 +125,10 @@ class DataDirLock:
 def open_shard(settings: ShardSettings) -> tuple[LocalCatalog, DataDirLock]:
     """Lock the data directory and load the catalog; raises DataDirInUse or CatalogCorrupt."""
     lock = DataDirLock(settings.data_dir)
-    if settings.omp_threads:
-        faiss.omp_set_num_threads(settings.omp_threads)
     try:
         catalog = LocalCatalog(settings.data_dir, index_factory=settings.index_factory,
                                snapshot_every=0, nprobe=settings.nprobe,
-                               verify=settings.verify_on_start)
+                               verify=settings.verify_on_start, threads=settings.omp_threads)
     except BaseException:
         lock.release()
         raise

@@ -117,6 +117,8 @@ class LocalCatalog:
     types such as "IVF1024,PQ64" need ``train()``, see the module docstring).
     snapshot_every: rows added between automatic snapshots (0 = only on close and on request).
     nprobe: IVF lists visited per query row (HNSW: efSearch = 4 * nprobe).
+    threads: FAISS (OpenMP) threads per search, set in the searching thread (OpenMP keeps the
+    setting per thread, and searches run in worker threads); 0 = OpenMP's default (all cores).
     verify: run SQLite's ``PRAGMA quick_check`` at start-up. It reads the whole file (about 20 s
     per GB on the 2-core reference machine), so shards skip it by default; a file that is not
     SQLite, or not ours, is refused either way, and a damaged page met later raises
@@ -130,12 +132,14 @@ class LocalCatalog:
         snapshot_every: int = 5000,
         nprobe: int = 16,
         verify: bool = True,
+        threads: int = 0,
     ) -> None:
         self.dir = Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.index_factory = index_factory
         self.snapshot_every = snapshot_every
         self.nprobe = nprobe
+        self.threads = threads
         # Exact search is memory-bound: FAISS's per-row path streams the whole index once per
         # query row, its BLAS path once per batch (13-row query, 40k rows: 88 -> 24 ms here).
         faiss.cvar.distance_compute_blas_threshold = 1
@@ -387,6 +391,8 @@ class LocalCatalog:
             if self.index.ntotal == 0:
                 return []
             _set_search_params(self.index, self.nprobe)
+            if self.threads:
+                faiss.omp_set_num_threads(self.threads)
             sims, ids = self.index.search(np.ascontiguousarray(query, np.float32),
                                           min(k, self.index.ntotal))
             valid = ids >= 0
