@@ -171,3 +171,20 @@ def test_one_check_is_one_trace_with_its_stages_as_children(tmp_path, file_serve
     for child in ("download", "extract", "search", "align_decide", "store"):
         assert spans[child].context.trace_id == root.context.trace_id
         assert spans[child].parent.span_id == root.context.span_id, child
+
+
+def test_a_check_past_its_deadline_is_a_503_and_retrying_the_uuid_gets_the_result(tmp_path, videos):
+    import time
+
+    with make_client(tmp_path, check_deadline_s=0.001) as client:
+        files = {"file": ("late.mp4", videos["orig"], "video/mp4")}
+        r = client.post("/videos", files=files)
+        assert r.status_code == 503 and r.headers["Retry-After"] == "10"
+        assert "did not finish" in r.json()["detail"]
+        for _ in range(300):  # the check goes on in the background and is stored
+            if client.get("/videos/late").status_code == 200:
+                break
+            time.sleep(0.1)
+        client.app.state.vdup.settings.check_deadline_s = 60.0
+        again = client.post("/videos", files={"file": ("late.mp4", videos["flip"], "video/mp4")})
+        assert again.status_code == 200 and again.json()["already_known"] is True
