@@ -279,6 +279,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per readiness poll
     stack = LocalStack(
         args.shards, host=args.host, shard_port=args.shard_port, api_port=args.port,
         data_root=args.data, triton=not args.no_triton, triton_repository=args.triton_repository,
