@@ -2,47 +2,25 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
-
 import pytest
 from fastapi.testclient import TestClient
 
 from vdup.api.app import create_app
+from file_server import serve_files
 from vdup.settings import Settings
 
 
-class _Files(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    seen: list[str] = []
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        self.seen.append(self.path)
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_response(404)
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+@pytest.fixture(scope="module")
+def served(videos):
+    files = {f"/v/{name}.mp4": data for name, data in videos.items()}
+    files["/v/not-a-video.mp4"] = b"hello, I am text" * 100
+    with serve_files(files) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
-def file_server(videos):
-    _Files.files = {f"/v/{name}.mp4": data for name, data in videos.items()}
-    _Files.files["/v/not-a-video.mp4"] = b"hello, I am text" * 100
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v"
-    server.shutdown()
-    server.server_close()
+def file_server(served):
+    return f"{served.base}/v"
 
 
 def make_client(tmp_path, **overrides) -> TestClient:
@@ -100,15 +78,15 @@ def test_invalid_bodies_get_a_clear_422(tmp_path, body, fragment):
         assert r.status_code == 422 and fragment in r.json()["detail"]
 
 
-def test_a_link_to_a_refused_address_is_not_fetched(tmp_path, file_server):
-    _Files.seen.clear()
+def test_a_link_to_a_refused_address_is_not_fetched(tmp_path, file_server, served):
+    served.seen.clear()
     settings = Settings(data_dir=tmp_path / "data")  # loopback not allow-listed
     with TestClient(create_app(settings)) as client:
         r = client.post("/check-video-duplicate", json={"link": f"{file_server}/orig.mp4"})
         assert r.status_code in (400, 403) and "127.0.0.1" in r.json()["detail"]
         r = client.post("/check-video-duplicate", json={"link": "ftp://example.com/v.mp4"})
         assert r.status_code == 400
-    assert _Files.seen == []
+    assert served.seen == []
 
 
 def test_api_keys_guard_the_api_but_not_health(tmp_path, videos):

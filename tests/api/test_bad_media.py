@@ -5,7 +5,6 @@ process keeps serving; and its memory stays bounded while it refuses them again 
 from __future__ import annotations
 
 import gc
-import http.server
 import os
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from file_server import serve_files
 from vdup.api.app import create_app
 from vdup.settings import Settings
 
@@ -60,35 +60,14 @@ def test_each_bad_upload_is_a_4xx_with_a_message(client, corpus, case):
     assert_refused(upload(client, case.name, corpus[case.name]), case)
 
 
-class _Corpus(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        body = self.files[self.path.lstrip("/")]
-        self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_each_bad_link_is_a_4xx_with_a_message(client, corpus):
-    _Corpus.files = corpus
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Corpus)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serve_files({f"/{name}": data for name, data in corpus.items()}) as served:
         for case in bad.CASES:
             if not corpus[case.name] or case.name.startswith("many_tiny_frames"):
                 continue  # empty: a fetch gets bytes or fails; the slow ones: once is enough
-            r = client.post("/check-video-duplicate", json={"link": f"{base}/{case.name}"})
+            r = client.post("/check-video-duplicate",
+                            json={"link": f"{served.base}/{case.name}"})
             assert_refused(r, case)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_nothing_was_added_and_the_next_valid_video_is_checked(client, corpus, videos):

@@ -123,10 +123,6 @@ class EmbeddedExtractor:
                                                  self._pool)
         return assemble(inputs, embeddings, self.audio(inputs.audio), sha256_of(data))
 
-    def features_from(self, inputs: ModelInputs, sha256: str) -> VideoFeatures:
-        embeddings = self.images(with_flips(inputs.images))
-        return assemble(inputs, embeddings, self.audio(inputs.audio), sha256)
-
 
 def decode_and_describe(
     data: bytes,
