@@ -1,17 +1,22 @@
 """OpenTelemetry tracing: one trace per check, exported over OTLP when an endpoint is set.
 
-Spans: the route's span (``check`` / ``upload``) → ``download`` → ``extract`` (in process, or the
-Triton call, whose gRPC metadata carries the context) → ``search`` (one child per indexer shard,
-with the context in the HTTP headers) → ``align_decide`` → ``store``. With no endpoint configured
-spans are still created, so trace ids reach the logs and downstream services, but nothing is
-exported.
+Spans: the route's span (``check`` / ``upload``; below FastAPI's own request span where the
+installed FastAPI opens one) → ``download`` → ``extract`` (in process, or the Triton call, whose
+gRPC metadata carries the context) → ``search`` (one child per indexer shard, with the context in
+the HTTP headers) → ``align_decide`` → ``store``. Each indexer shard continues the trace: its
+server span per request (``shard.search``, ``shard.add``, ...; see :func:`server_span`) is a
+child of the API's ``indexer <op>`` span for that shard. With no endpoint configured spans are
+still created, so trace ids reach the logs and downstream services, but nothing is exported.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 
 from opentelemetry import trace
+from opentelemetry.propagate import extract
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanProcessor
@@ -35,6 +40,15 @@ def setup_tracing(service_name: str, otlp_endpoint: str = "",
         _configured = True
     if processor is not None and hasattr(provider, "add_span_processor"):
         provider.add_span_processor(processor)
+
+
+def server_span(name: str, headers: Mapping[str, str],
+                attributes: dict[str, str | int | float | bool] | None = None,
+                ) -> AbstractContextManager[trace.Span]:
+    """A SERVER span for one incoming request, made current: a child of the caller's span when
+    ``headers`` carry W3C trace context (``traceparent``), else the root of a new trace."""
+    return tracer.start_as_current_span(name, context=extract(headers),
+                                        kind=trace.SpanKind.SERVER, attributes=attributes)
 
 
 class TraceIdFilter(logging.Filter):

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,10 +54,13 @@ from vdup.catalog.local import CatalogCorrupt, LocalCatalog
 from vdup.errors import StorageError
 from vdup.features.types import DIM
 from vdup.indexer import wire
+from vdup.tracing import server_span
 
 log = logging.getLogger("vdup.indexer")
 
 SHARD_HEADER = "X-Vdup-Shard"
+#: Probes and scrapes: answered without a span, so they do not flood the trace store.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class ShardSettings(BaseSettings):
@@ -178,7 +182,10 @@ def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> 
             if lock is not None:
                 lock.release()
 
-    app = FastAPI(title=f"vdup indexer shard {sid}", version="1", lifespan=lifespan)
+    # The shard opens its own request span (trace_request); FastAPI's native one would be a
+    # second SERVER span beside it under the same caller.
+    app = FastAPI(title=f"vdup indexer shard {sid}", version="1", lifespan=lifespan,
+                  telemetry={"tracing": False})
     limit = settings.max_body_mb * 1024 * 1024
 
     @app.middleware("http")
@@ -186,6 +193,24 @@ def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> 
         response = await call_next(request)
         response.headers[SHARD_HEADER] = sid
         return response
+
+    @app.middleware("http")
+    async def trace_request(request: Request, call_next):
+        """One SERVER span per request, continuing the API's trace (W3C ``traceparent``); named
+        ``shard.<route function>`` once routing has matched, e.g. ``shard.search``."""
+        if request.url.path in UNTRACED_PATHS:
+            return await call_next(request)
+        with server_span("shard.request", request.headers,
+                         {"vdup.shard": sid, "http.request.method": request.method}) as span:
+            response = await call_next(request)
+            route = request.scope.get("route")
+            if route is not None:
+                span.update_name(f"shard.{route.name}")
+                span.set_attribute("http.route", route.path)
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(trace.StatusCode.ERROR)
+            return response
 
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
@@ -208,6 +233,8 @@ def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> 
         cands = await asyncio.to_thread(cat(request).search_vectors, query, True, k,
                                         max_candidates)
         metrics.SHARD_SEARCH_DURATION.labels(sid).observe(time.perf_counter() - t0)
+        trace.get_current_span().set_attributes({"vdup.query_rows": int(query.shape[0]),
+                                                 "vdup.candidates": len(cands)})
         body = await asyncio.to_thread(wire.encode_candidates, cands)
         return Response(body, media_type=wire.MEDIA_TYPE)
 
@@ -227,6 +254,8 @@ def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> 
             return JSONResponse({"error": "conflict",
                                  "detail": f"video {record.video_id!r} is already stored"}, 409)
         metrics.SHARD_ADD_DURATION.labels(sid).observe(time.perf_counter() - t0)
+        trace.get_current_span().set_attribute(
+            "vdup.rows", 0 if rows is None else int(rows.descriptors.shape[0]))
         return JSONResponse({"video_id": record.video_id, "created": True}, 201)
 
     @app.post("/v1/resolve", summary="Settle a pending video (compare-and-set on 'pending').")

@@ -1,5 +1,6 @@
 """The shard tier with real shard processes on loopback: same decisions as one catalog, nothing
-acknowledged lost to kill -9, fail closed (503) while a shard is down, clear start-up errors."""
+acknowledged lost to kill -9, fail closed (503) while a shard is down, clear start-up errors,
+and each shard's metrics."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -234,3 +236,45 @@ def test_a_misordered_or_wrong_shard_list_fails_closed(shards):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_each_shard_exports_its_metrics_with_plausible_values(shards):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cat = ShardedCatalog(shards.urls, settle_races=False)
+    try:
+        for i in range(6):
+            cat.add(record(f"v{i}", i + 1), scene(i))
+        cat.search(scene(1), 8, 4)
+        snapshot_s = cat.snapshot()
+        t_snapshot = time.time()
+        # After the snapshot, one more video on each shard: the write-ahead log is not empty.
+        late = [next(f"w{n}" for n in range(100) if placement(f"w{n}", 2) == i) for i in (0, 1)]
+        for n, vid in enumerate(late):
+            cat.add(record(vid, 10 + n), scene(10 + n))
+        per_shard = cat.stats()["shards"]
+        for i, url in enumerate(shards.urls):
+            text = httpx.get(url + "/metrics").text
+            samples = {}
+            for family in text_string_to_metric_families(text):
+                for s in family.samples:
+                    if s.name.startswith("vdup_shard_") and not s.name.endswith("_created"):
+                        assert set(s.labels) <= {"shard", "le"} and s.labels["shard"] == \
+                            f"shard-{i}", s
+                        if "le" not in s.labels:
+                            samples[s.name] = s.value
+            stats = per_shard[i]
+            assert samples["vdup_shard_vectors"] == stats["vectors"] > 0
+            assert samples["vdup_shard_videos"] == stats["videos"] > 1
+            assert samples["vdup_shard_add_duration_seconds_count"] == stats["videos"]
+            assert 0 < samples["vdup_shard_add_duration_seconds_sum"] < 10 * stats["videos"]
+            assert samples["vdup_shard_search_duration_seconds_count"] == 1
+            assert 0 < samples["vdup_shard_search_duration_seconds_sum"] < 10
+            assert samples["vdup_shard_snapshot_duration_seconds_count"] >= 1
+            # /v1/snapshot answers its duration rounded to ms.
+            assert samples["vdup_shard_snapshot_duration_seconds_sum"] >= snapshot_s[i] - 0.001
+            assert samples["vdup_shard_snapshot_duration_seconds_sum"] > 0
+            assert 0 <= samples["vdup_shard_snapshot_age_seconds"] <= time.time() - t_snapshot + 1
+            assert samples["vdup_shard_wal_bytes"] == stats["unsnapshotted_rows"] * 512 * 2 > 0
+    finally:
+        cat.close()
