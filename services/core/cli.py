@@ -1,7 +1,8 @@
 """The ``vdup`` command: thin wrappers over the library, one subcommand each.
 
-Subcommands owned by other parts of the tree (``triton``, ``indexer``, ``up``, ``bench-index``)
-live next to their code and plug in through ``add_arguments(parser)`` / ``run(args)``.
+Subcommands owned by other parts of the tree (``triton``, ``indexer``, ``reshard``, ``up``,
+``bench-index``) live next to their code and plug in through ``add_arguments(parser)`` /
+``run(args)``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 PLUGINS = {
     "triton": ("vdup.triton.server", "Run the real Triton server on 127.0.0.1 with our models."),
     "indexer": ("vdup.indexer.server", "Run one indexer shard (FAISS + SQLite) over HTTP."),
+    "reshard": ("vdup.indexer.reshard", "Move videos to their shards after the shard count grew."),
     "up": ("vdup.stack", "Start Triton, N indexer shards and the API as local processes."),
     "bench-index": ("vdup.indexer.bench", "Benchmark index types on synthetic catalogs."),
     "loadtest": ("vdup.loadtest", "Run locust against a local stack; write reports/loadtest-*/."),

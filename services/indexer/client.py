@@ -1,10 +1,12 @@
 """The API's view of the indexer shards: a ``Catalog`` that scatters and gathers over HTTP.
 
-Placement: a video lives on shard ``placement(video_id, N)`` = SHA-1 of the id, mod N (stable
-across processes and Python versions, unlike ``hash()``). Writes go to that one shard; reads by
-id ask it first and then the others; sha256 lookups, listings and searches ask every shard in
-parallel and merge (``merge_candidates``, like FAISS contrib's ``ResultHeap``: one merge, one
-deterministic order).
+Placement: a video lives on shard ``placement(video_id, N)``: Jump Consistent Hash of the first
+8 bytes of SHA-1(id) (stable across processes and Python versions, unlike ``hash()``). Growing
+N -> N+1 moves only the ~1/(N+1) of the videos that the new shard takes over
+(``vdup.indexer.reshard`` moves them). Writes go to that one shard; reads by id ask it first and
+then the others (a video may sit on its old shard until the move reaches it); deletes, sha256
+lookups, listings and searches ask every shard in parallel and merge (``merge_candidates``, like
+FAISS contrib's ``ResultHeap``: one merge, one deterministic order).
 
 Fail closed: a shard that is down, slow (``timeout_s``) or answers 5xx raises
 ``Unavailable("index shard <url> is unavailable: ...")`` and the API answers 503. A partial
@@ -47,9 +49,34 @@ _ORDINAL = re.compile(r"-(\d+)$")
 
 
 def placement(video_id: str, n: int) -> int:
-    """The shard (0..n-1) that owns ``video_id``: first 8 bytes of SHA-1(utf-8 id), big-endian,
-    mod n."""
-    return int.from_bytes(hashlib.sha1(video_id.encode()).digest()[:8], "big") % n
+    """The shard (0..n-1) that owns ``video_id``: ``jump_hash`` of the first 8 bytes of
+    SHA-1(utf-8 id) read as a big-endian unsigned 64-bit key.
+
+    Why Jump Consistent Hash and not ``key mod n``: going from n to n+1 shards, a video either
+    stays where it is or moves to the new shard n, and only ~1/(n+1) of them move (mod would move
+    ~n/(n+1), and between old shards too). Buckets are 0..n-1, like StatefulSet ordinals.
+    """
+    if n < 1:
+        raise ValueError(f"placement needs at least one shard, got {n}")
+    return jump_hash(int.from_bytes(hashlib.sha1(video_id.encode()).digest()[:8], "big"), n)
+
+
+def jump_hash(key: int, n: int) -> int:
+    """Jump Consistent Hash (Lamping & Veach 2014, arXiv:1406.2294): the bucket in [0, n) of the
+    unsigned 64-bit ``key``. The reference C++ loop, with its 64-bit wrap-around made explicit:
+
+        b, j = -1, 0
+        while j < n:  b = j;  key = key * 2862933555777941757 + 1 (mod 2^64)
+                      j = floor((b + 1) * 2^31 / ((key >> 33) + 1))
+
+    Same results as the published implementations (e.g. jump_hash(256, 1024) = 520).
+    """
+    b, j = -1, 0
+    while j < n:
+        b = j
+        key = (key * 2862933555777941757 + 1) & 0xFFFF_FFFF_FFFF_FFFF
+        j = int((b + 1) * (float(1 << 31) / float((key >> 33) + 1)))
+    return b
 
 
 def merge_candidates(per_shard: list[list[Candidate]], max_candidates: int) -> list[Candidate]:
@@ -294,8 +321,8 @@ class ShardedCatalog:
         return True
 
     def delete(self, video_id: str) -> bool:
-        urls = self.shards.urls()
-        owner = placement(video_id, len(urls))
+        """Remove the video from every shard: while a reshard moves it, it may briefly be on its
+        old shard and its new one, and a copy left behind would be moved back later."""
         path = f"/v1/videos/{quote(video_id, safe='')}"
 
         def one(i: int, url: str) -> bool:
@@ -304,12 +331,7 @@ class ShardedCatalog:
                 raise self._bad(url, resp)
             return resp.status_code == 204
 
-        if one(owner, urls[owner]):
-            return True
-        if len(urls) == 1:
-            return False
-        others = [i for i in range(len(urls)) if i != owner]
-        return any(self._each(one, urls, others))
+        return any(self._each(one))
 
     def snapshot(self) -> list[float]:
         """Ask every shard to write a snapshot now; their durations, s."""
@@ -320,6 +342,64 @@ class ShardedCatalog:
             return float(resp.json()["seconds"])
 
         return self._each(one)
+
+    # ---------------------------------------------------------------- one shard (resharding)
+
+    def list_on(self, i: int, limit: int = 500, after: str = "") -> list[VideoRecord]:
+        """One page of shard ``i``'s own videos, by id after ``after``."""
+        url = self.shards.urls()[i]
+        resp = self._call(i, url, "list", "GET", "/v1/videos",
+                          params={"limit": limit, "after": after})
+        if resp.status_code != 200:
+            raise self._bad(url, resp)
+        return [wire.record_from_dict(r) for r in resp.json()["videos"]]
+
+    def export_from(self, i: int, video_id: str) -> tuple[VideoRecord, StoredRows | None,
+                                                           bool] | None:
+        """(record, stored rows, pending) of a video as shard ``i`` stores it; None if it has
+        no such video."""
+        url = self.shards.urls()[i]
+        resp = self._call(i, url, "export", "GET", f"/v1/rows/{quote(video_id, safe='')}")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._bad(url, resp)
+        try:
+            return wire.decode_add(resp.content)
+        except (wire.WireError, ValueError) as exc:
+            raise Unavailable(f"index shard {url} is unavailable: bad answer: {exc}") from None
+
+    def add_to(self, i: int, record: VideoRecord, rows: StoredRows | None,
+               pending: bool = False) -> bool:
+        """Durably add a video to shard ``i`` as it is (no race settlement): True once stored,
+        False if the shard already held exactly this record. Conflict: it holds another video
+        under this id."""
+        url = self.shards.urls()[i]
+        resp = self._call(i, url, "add", "POST", "/v1/videos",
+                          content=wire.encode_add(record, rows, pending),
+                          headers={"Content-Type": wire.MEDIA_TYPE})
+        if resp.status_code == 409:
+            raise Conflict(f"shard {i} holds another video under the id {record.video_id!r}")
+        if resp.status_code not in (200, 201):
+            raise self._bad(url, resp)
+        return resp.status_code == 201
+
+    def get_on(self, i: int, video_id: str) -> VideoRecord | None:
+        url = self.shards.urls()[i]
+        resp = self._call(i, url, "get", "GET", f"/v1/videos/{quote(video_id, safe='')}")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._bad(url, resp)
+        return wire.record_from_dict(resp.json()["record"])
+
+    def delete_on(self, i: int, video_id: str) -> bool:
+        """Delete a video from shard ``i`` only; False if it did not hold it."""
+        url = self.shards.urls()[i]
+        resp = self._call(i, url, "delete", "DELETE", f"/v1/videos/{quote(video_id, safe='')}")
+        if resp.status_code not in (204, 404):
+            raise self._bad(url, resp)
+        return resp.status_code == 204
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

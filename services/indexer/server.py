@@ -18,6 +18,7 @@ Endpoints (binary bodies use ``vdup.indexer.wire``; the rest is JSON):
     POST   /v1/videos           add one video (record + stored rows), optionally pending
     POST   /v1/resolve          settle a pending video, only if still pending (409 otherwise)
     GET    /v1/videos/{id}      {"record", "pending"} or 404
+    GET    /v1/rows/{id}        the video as stored, as an add frame (resharding copies it)
     GET    /v1/videos?sha256=   {"record": earliest video with those bytes, or null}
     GET    /v1/videos?limit=&after=   one page of records, by id
     DELETE /v1/videos/{id}      204 or 404
@@ -275,6 +276,16 @@ def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> 
         if state is None:
             return JSONResponse({"error": "not_found", "detail": f"no video {video_id!r}"}, 404)
         return JSONResponse({"record": state[0].to_dict(), "pending": state[1]})
+
+    @app.get("/v1/rows/{video_id:path}",
+             summary="One video as stored (record, pending, rows, audio): an add frame.")
+    async def export_video(video_id: str, request: Request) -> Response:
+        stored = await asyncio.to_thread(cat(request).stored, video_id)
+        if stored is None:
+            return JSONResponse({"error": "not_found", "detail": f"no video {video_id!r}"}, 404)
+        record, rows, pending = stored
+        body = await asyncio.to_thread(wire.encode_add, record, rows, pending)
+        return Response(body, media_type=wire.MEDIA_TYPE)
 
     @app.get("/v1/videos", summary="By sha256 (the earliest such video), or one page by id.")
     async def list_videos(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import random
+import uuid
 from collections import Counter
 
 import numpy as np
 
-from vdup.indexer.client import merge_candidates, placement
+from vdup.indexer.client import jump_hash, merge_candidates, placement
 from vdup.matching.decide import Candidate
 
 
@@ -44,7 +46,27 @@ def test_no_candidates_anywhere():
 
 
 def test_placement_is_stable_and_spreads_ids_evenly():
-    assert placement("00000000-0000-0000-0000-000000000000", 2) == 1  # SHA-1, fixed forever
-    assert placement("orig", 4) == placement("orig", 4)
+    # Jump hash of SHA-1's first 8 bytes, fixed forever: stored videos depend on it.
+    zero = "00000000-0000-0000-0000-000000000000"
+    assert [placement(zero, n) for n in range(1, 11)] == [0, 0, 0, 0, 4, 4, 4, 4, 4, 4]
+    assert [placement("orig", n) for n in range(1, 11)] == [0, 0, 0, 3, 4, 4, 4, 4, 8, 8]
     counts = Counter(placement(f"video-{i}", 4) for i in range(8000))
     assert set(counts) == {0, 1, 2, 3} and min(counts.values()) > 1800
+
+
+def test_jump_hash_matches_the_published_implementations():
+    # Vectors of the reference C++ code, as published with its Rust, Go and Python ports.
+    assert jump_hash(256, 1024) == 520
+    assert [jump_hash(k, 60) for k in (0, 1, 2)] == [0, 55, 46]
+    assert jump_hash(42, 57) == 43 and jump_hash(0xDEAD10CC, 666) == 361
+    assert jump_hash(0xDEAD10CC, 1) == 0
+
+
+def test_growing_2_to_3_shards_moves_a_third_of_the_videos_and_only_to_the_new_shard():
+    rng = random.Random(7)
+    ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(30_000)]
+    moved = [(placement(v, 2), placement(v, 3)) for v in ids if placement(v, 2) != placement(v, 3)]
+    assert abs(len(moved) / len(ids) - 1 / 3) < 0.015
+    assert {new for _, new in moved} == {2} and {old for old, _ in moved} == {0, 1}
+    for n in range(1, 9):  # every growth by one shard: stay, or go to the new shard
+        assert all(placement(v, n + 1) in (placement(v, n), n) for v in ids[:2000])

@@ -450,6 +450,33 @@ class LocalCatalog:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0])
 
+    def stored(self, video_id: str) -> tuple[VideoRecord, StoredRows | None, bool] | None:
+        """(record, every stored row in insertion order, pending) of one video, read in one go;
+        None if unknown. ``add_rows`` of the result stores the same video again (resharding moves
+        videos between shards this way); rows is None for a video stored without features."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM videos WHERE video_id=?", (video_id,)).fetchone()
+            if row is None:
+                return None
+            rows = self._db.execute(
+                "SELECT t, view, vec FROM rows WHERE video_id=? ORDER BY row_id", (video_id,)
+            ).fetchall()
+            audio = self._db.execute(
+                "SELECT vecs FROM audio WHERE video_id=?", (video_id,)).fetchone()
+            pending = self._db.execute(
+                "SELECT 1 FROM pending WHERE video_id=?", (video_id,)).fetchone() is not None
+        stored = None
+        if rows:
+            stored = StoredRows(
+                descriptors=np.frombuffer(b"".join(r[2] for r in rows),
+                                          np.float16).reshape(-1, DIM),
+                views=np.array([r[1] for r in rows], np.int8),
+                times=np.array([r[0] for r in rows], np.float32),
+                audio=(np.frombuffer(audio[0], np.float16).reshape(-1, AUDIO_DIM) if audio
+                       else np.zeros((0, AUDIO_DIM), np.float16)),
+            )
+        return _record(row), stored, pending
+
     # ---------------------------------------------------------------- writes
 
     def add(self, record: VideoRecord, features: VideoFeatures | None,
