@@ -118,6 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
     from vdup.api.app import create_app
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # else one INFO line per shard call
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level=settings.log_level, timeout_graceful_shutdown=10)
     return 0

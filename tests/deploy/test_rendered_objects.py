@@ -178,6 +178,9 @@ def test_api_settings_point_at_rendered_backends(rendered: Rendered) -> None:
         assert data["VDUP_INDEXER_NAMESPACE"] == NAMESPACE
         assert int(data["VDUP_INDEXER_PORT"]) in [p["port"] for p in headless["spec"]["ports"]]
         assert "VDUP_INDEXER_URLS" not in data
+        # The least shard count the API accepts: with it, a pod starting while a shard pod is
+        # recreated answers 503 instead of placing videos on fewer shards.
+        assert data["VDUP_INDEXER_SHARDS"] == str(sts["spec"]["replicas"])
     else:
         urls = data["VDUP_INDEXER_URLS"].split(",")
         assert len(urls) == sts["spec"]["replicas"]
