@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
+from vdup.features.types import INDEX_MAX_SIM, QUERY_MAX_SIM
 from vdup.matching.decide import DecisionConfig
 from vdup.media.decode import MediaLimits, SamplingConfig
 
@@ -67,6 +68,12 @@ class Settings(BaseSettings):
     index_factory: str = Field("Flat", description="FAISS factory string for the local index.")
     snapshot_every: int = Field(5000, ge=0, description="Rows between index snapshots.")
     search_k: int = Field(32, ge=1, description="Neighbours per query row.")
+    index_max_sim: float = Field(INDEX_MAX_SIM, gt=0, le=1,
+                                 description="Local index: a frame this similar to one already "
+                                             "indexed is stored, not indexed (1 = index all).")
+    query_max_sim: float = Field(QUERY_MAX_SIM, gt=0, le=1,
+                                 description="Query rows this similar to one already sent are "
+                                             "not searched (1 = search all).")
     indexer_urls: CommaList = Field(default_factory=list,
                                     description="Indexer shard base URLs; empty = local index.")
     indexer_timeout_s: float = Field(10.0, gt=0, description="Deadline of one shard call, s.")

@@ -35,7 +35,7 @@ from vdup import metrics
 from vdup.catalog.local import StoredRows
 from vdup.catalog.types import VideoRecord
 from vdup.errors import Conflict, Unavailable
-from vdup.features.types import VideoFeatures
+from vdup.features.types import QUERY_MAX_SIM, VideoFeatures
 from vdup.indexer import wire
 from vdup.indexer.discovery import KubernetesShards, ShardDirectory, StaticShards
 from vdup.indexer.races import settle
@@ -108,8 +108,10 @@ class ShardedCatalog:
 
     def __init__(self, shards: ShardDirectory | list[str], timeout_s: float = 10.0,
                  decision: DecisionConfig | None = None, search_k: int = 32,
-                 settle_races: bool = True, workers: int = 16) -> None:
+                 settle_races: bool = True, workers: int = 16,
+                 query_max_sim: float = QUERY_MAX_SIM) -> None:
         self.shards = StaticShards(shards) if isinstance(shards, list) else shards
+        self.query_max_sim = query_max_sim
         self.timeout_s = timeout_s
         self.decision = decision or DecisionConfig()
         self.search_k = search_k
@@ -132,7 +134,7 @@ class ShardedCatalog:
         else:
             shards = StaticShards(settings.indexer_urls)
         return cls(shards, timeout_s=settings.indexer_timeout_s, decision=settings.decision(),
-                   search_k=settings.search_k)
+                   search_k=settings.search_k, query_max_sim=settings.query_max_sim)
 
     # ---------------------------------------------------------------- transport
 
@@ -243,8 +245,7 @@ class ShardedCatalog:
         return merged[:limit]
 
     def search(self, features: VideoFeatures, k: int, max_candidates: int) -> list[Candidate]:
-        query, _ = features.query_views()
-        return self.search_vectors(query, k, max_candidates)
+        return self.search_vectors(features.search_rows(self.query_max_sim), k, max_candidates)
 
     def search_vectors(self, query: np.ndarray, k: int, max_candidates: int) -> list[Candidate]:
         """query: float32 [q, 512]; every shard's candidates, merged (``merge_candidates``)."""

@@ -53,7 +53,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from vdup import metrics
 from vdup.catalog.local import CatalogCorrupt, LocalCatalog
 from vdup.errors import StorageError
-from vdup.features.types import DIM
+from vdup.features.types import DIM, INDEX_MAX_SIM
 from vdup.indexer import wire
 from vdup.tracing import server_span
 
@@ -79,6 +79,10 @@ class ShardSettings(BaseSettings):
     index_factory: str = Field("Flat", description="FAISS factory string: 'Flat' (exact) or a "
                                                    "trained type such as 'IVF1024,PQ64'.")
     nprobe: int = Field(16, ge=1, description="IVF lists visited per query row.")
+    index_max_sim: float = Field(INDEX_MAX_SIM, gt=0, le=1,
+                                 description="A frame this similar to one of the video already "
+                                             "indexed is stored but not indexed (1 = index all); "
+                                             "applies to videos added from now on.")
     omp_threads: int = Field(1, ge=0, description="FAISS (OpenMP) threads per search; 0 = all "
                                                  "cores. 1 by default: with more threads than "
                                                  "free cores, OpenMP's spinning made searches "
@@ -133,7 +137,8 @@ def open_shard(settings: ShardSettings) -> tuple[LocalCatalog, DataDirLock]:
     try:
         catalog = LocalCatalog(settings.data_dir, index_factory=settings.index_factory,
                                snapshot_every=0, nprobe=settings.nprobe,
-                               verify=settings.verify_on_start, threads=settings.omp_threads)
+                               verify=settings.verify_on_start, threads=settings.omp_threads,
+                               index_max_sim=settings.index_max_sim)
     except BaseException:
         lock.release()
         raise

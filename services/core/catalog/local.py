@@ -49,12 +49,19 @@ import numpy as np
 
 from vdup.catalog.types import VideoRecord
 from vdup.errors import StorageError
-from vdup.features.types import AUDIO_DIM, DIM, VideoFeatures
+from vdup.features.types import (
+    AUDIO_DIM,
+    DIM,
+    INDEX_MAX_SIM,
+    QUERY_MAX_SIM,
+    VideoFeatures,
+    distinct_rows,
+)
 from vdup.matching.decide import Candidate
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS videos (
@@ -66,7 +73,7 @@ CREATE TABLE IF NOT EXISTS videos (
 CREATE INDEX IF NOT EXISTS videos_sha256 ON videos (sha256);
 CREATE TABLE IF NOT EXISTS rows (
     row_id INTEGER PRIMARY KEY AUTOINCREMENT, video_id TEXT NOT NULL, t REAL NOT NULL,
-    view INTEGER NOT NULL, vec BLOB NOT NULL
+    view INTEGER NOT NULL, vec BLOB NOT NULL, indexed INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS rows_video ON rows (video_id);
 CREATE TABLE IF NOT EXISTS audio (video_id TEXT PRIMARY KEY, vecs BLOB NOT NULL);
@@ -119,6 +126,10 @@ class LocalCatalog:
     nprobe: IVF lists visited per query row (HNSW: efSearch = 4 * nprobe).
     threads: FAISS (OpenMP) threads per search, set in the searching thread (OpenMP keeps the
     setting per thread, and searches run in worker threads); 0 = OpenMP's default (all cores).
+    index_max_sim: which of a video's stored rows enter the FAISS index (``distinct_rows``):
+    a row within this cosine similarity of one already indexed stays in SQLite only (the
+    aligner still reads every row), so memory grows with scenes, not frames; >= 1 indexes all.
+    query_max_sim: the same selection applied to the query rows of ``search``.
     verify: run SQLite's ``PRAGMA quick_check`` at start-up. It reads the whole file (about 20 s
     per GB on the 2-core reference machine), so shards skip it by default; a file that is not
     SQLite, or not ours, is refused either way, and a damaged page met later raises
@@ -133,8 +144,12 @@ class LocalCatalog:
         nprobe: int = 16,
         verify: bool = True,
         threads: int = 0,
+        index_max_sim: float = INDEX_MAX_SIM,
+        query_max_sim: float = QUERY_MAX_SIM,
     ) -> None:
         self.dir = Path(data_dir)
+        self.index_max_sim = index_max_sim
+        self.query_max_sim = query_max_sim
         self.dir.mkdir(parents=True, exist_ok=True)
         self.index_factory = index_factory
         self.snapshot_every = snapshot_every
@@ -182,6 +197,10 @@ class LocalCatalog:
             row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) == 1:
+                # v1 -> v2: every stored row was indexed.
+                db.execute("ALTER TABLE rows ADD COLUMN indexed INTEGER NOT NULL DEFAULT 1")
+                db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise CatalogCorrupt(f"{path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
             if verify:
@@ -260,7 +279,7 @@ class LocalCatalog:
         return index, factory, max_row, del_seq
 
     def _consistent(self, index: faiss.Index, factory: str) -> bool:
-        rows = self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+        rows = self._db.execute("SELECT COUNT(*) FROM rows WHERE indexed=1").fetchone()[0]
         if _removes(factory):
             return index.ntotal == rows
         return index.ntotal >= rows
@@ -290,7 +309,8 @@ class LocalCatalog:
         returns the rows added."""
         added = 0
         cur = self._db.execute(
-            "SELECT row_id, vec FROM rows WHERE row_id > ? ORDER BY row_id", (max_row,)
+            "SELECT row_id, vec FROM rows WHERE row_id > ? AND indexed=1 ORDER BY row_id",
+            (max_row,)
         )
         while batch := cur.fetchmany(20_000):
             ids = np.array([r[0] for r in batch], np.int64)
@@ -380,8 +400,8 @@ class LocalCatalog:
         return [_record(r) for r in rows]
 
     def search(self, features: VideoFeatures, k: int = 32, max_candidates: int = 20) -> list[Candidate]:
-        query, _ = features.query_views()
-        return self.search_vectors(query, features.audio is not None, k, max_candidates)
+        return self.search_vectors(features.search_rows(self.query_max_sim),
+                                   features.audio is not None, k, max_candidates)
 
     def search_vectors(
         self, query: np.ndarray, with_audio: bool, k: int, max_candidates: int
@@ -514,8 +534,8 @@ class LocalCatalog:
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StorageError(f"the catalog could not store the video: {exc}") from None
-            if new_ids:
-                ids = np.concatenate(new_ids)
+            ids = np.concatenate(new_ids) if new_ids else np.zeros(0, np.int64)
+            if len(ids):
                 self.index.add_with_ids(np.concatenate(new_vecs), ids)
                 self._rows_since_snapshot += len(ids)
             due = self.snapshot_every and self._rows_since_snapshot >= self.snapshot_every
@@ -535,19 +555,23 @@ class LocalCatalog:
         if rows is None:
             return
         stored = np.ascontiguousarray(rows.descriptors, np.float16)
-        first = None
-        for t, v, vec in zip(rows.times.tolist(), rows.views.tolist(), stored):
+        indexed = np.zeros(len(stored), bool)
+        indexed[distinct_rows(stored, self.index_max_sim)] = True
+        ids = []
+        for t, v, vec, ix in zip(rows.times.tolist(), rows.views.tolist(), stored,
+                                 indexed.tolist()):
             cur = self._db.execute(
-                "INSERT INTO rows (video_id, t, view, vec) VALUES (?,?,?,?)",
-                (record.video_id, float(t), int(v), vec.tobytes()),
+                "INSERT INTO rows (video_id, t, view, vec, indexed) VALUES (?,?,?,?,?)",
+                (record.video_id, float(t), int(v), vec.tobytes(), int(ix)),
             )
-            first = cur.lastrowid if first is None else first
+            if ix:
+                ids.append(cur.lastrowid)
         self._db.execute(
             "INSERT INTO audio VALUES (?, ?)",
             (record.video_id, np.ascontiguousarray(rows.audio, np.float16).tobytes()),
         )
-        new_ids.append(np.arange(first, first + len(stored), dtype=np.int64))
-        new_vecs.append(stored.astype(np.float32))
+        new_ids.append(np.asarray(ids, np.int64))
+        new_vecs.append(stored[indexed].astype(np.float32))
 
     def resolve(self, record: VideoRecord) -> bool:
         """Settle a pending video: store ``record``'s decision fields (root_id, is_duplicate,
@@ -574,7 +598,7 @@ class LocalCatalog:
     def delete(self, video_id: str) -> bool:
         with self._lock:
             rows = [r[0] for r in self._db.execute(
-                "SELECT row_id FROM rows WHERE video_id=?", (video_id,))]
+                "SELECT row_id FROM rows WHERE video_id=? AND indexed=1", (video_id,))]
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 n = self._db.execute("DELETE FROM videos WHERE video_id=?", (video_id,)).rowcount

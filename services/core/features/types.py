@@ -15,6 +15,30 @@ import numpy as np
 DIM = 512
 AUDIO_DIM = 128
 
+#: Defaults of the ``distinct_rows`` selection (docs/benchmarks.md, "Frames kept per video"):
+#: rows indexed per video and query rows sent to search.
+INDEX_MAX_SIM = 0.8
+QUERY_MAX_SIM = 0.8
+
+
+def distinct_rows(descriptors: np.ndarray, max_sim: float) -> np.ndarray:
+    """Indices (int64, ascending) of the rows worth indexing or searching: scene representatives.
+
+    descriptors: float32/float16 [r, 512], L2-normalised, in time order (views one after the
+    other). A row is kept unless its cosine similarity to a row already kept is >= ``max_sim``,
+    so a static shot of 30 frames keeps one row and a cut keeps the first frame of each scene.
+    ``max_sim`` >= 1 keeps every row. The first row is always kept. Greedy, O(r * kept).
+    """
+    r = len(descriptors)
+    if max_sim >= 1.0 or r <= 1:
+        return np.arange(r, dtype=np.int64)
+    d = np.asarray(descriptors, np.float32)
+    kept = [0]
+    for i in range(1, r):
+        if float(np.max(d[kept] @ d[i])) < max_sim:
+            kept.append(i)
+    return np.asarray(kept, np.int64)
+
 
 @dataclass
 class VideoFeatures:
@@ -59,6 +83,12 @@ class VideoFeatures:
         else:
             desc, views = self.frames, np.zeros(len(self.timestamps), np.int8)
         return np.ascontiguousarray(desc), views
+
+    def search_rows(self, max_sim: float = 1.0) -> np.ndarray:
+        """float32 [q', 512]: the query views' scene representatives (``distinct_rows``), the
+        rows a catalog search sends to FAISS; the aligner still compares every view."""
+        query, _ = self.query_views()
+        return np.ascontiguousarray(query[distinct_rows(query, max_sim)])
 
     def query_views(self) -> tuple[np.ndarray, np.ndarray]:
         """Rows used to search: (descriptors [q, 512], view ids [q]); views 0..3 are frames,

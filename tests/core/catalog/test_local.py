@@ -165,3 +165,58 @@ def test_a_damaged_page_in_the_catalog_stops_start_up(tmp_path):
     (tmp_path / "index.faiss").unlink()  # a rebuild reads every row: the damage shows there too
     with pytest.raises(CatalogCorrupt, match="damaged"):
         LocalCatalog(tmp_path, verify=False)
+
+
+def scenes(seed: int, scenes: int = 3, frames: int = 4) -> VideoFeatures:
+    """A video of ``scenes`` shots of ``frames`` near-identical frames each."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((scenes, 512)).astype(np.float32)
+    f = np.repeat(base, frames, axis=0) + 0.05 * rng.standard_normal((scenes * frames, 512))
+    f = (f / np.linalg.norm(f, axis=1, keepdims=True)).astype(np.float32)
+    n = len(f)
+    return VideoFeatures(
+        timestamps=np.arange(n, dtype=np.float32), frames=f, flipped=f[:, ::-1].copy(),
+        region=np.zeros((0, 512), np.float32), region_flipped=np.zeros((0, 512), np.float32),
+        audio=np.zeros((0, 128), np.float32), duration_s=float(n), sha256=f"sha{seed}",
+    )
+
+
+def test_only_scene_representatives_are_indexed_yet_every_row_is_aligned(tmp_path):
+    cat = LocalCatalog(tmp_path, index_max_sim=0.8, snapshot_every=0)
+    for i in range(3):
+        cat.add(record(f"v{i}", i), scenes(i))
+    assert cat.stats()["vectors"] == 3 * 3
+    best = cat.search(scenes(1), k=8, max_candidates=2)[0]
+    assert best.video_id == "v1" and best.descriptors.shape == (12, 512)
+    cat.delete("v2")
+    del cat  # no snapshot: start-up replays SQLite, which must index the same rows
+    again = LocalCatalog(tmp_path, index_max_sim=0.8)
+    assert again.stats()["vectors"] == 2 * 3
+    again.snapshot()
+    again.close()
+    (tmp_path / "index.faiss").write_bytes(b"damaged")
+    rebuilt = LocalCatalog(tmp_path, index_max_sim=1.0)  # the flags are stored, not recomputed
+    assert rebuilt.stats()["vectors"] == 2 * 3
+    assert rebuilt.search(scenes(0), 8, 1)[0].video_id == "v0"
+    rebuilt.close()
+
+
+def test_a_version_1_catalog_is_migrated_and_keeps_every_row_indexed(tmp_path):
+    import sqlite3
+
+    cat = LocalCatalog(tmp_path, snapshot_every=0)
+    cat.add(record("v0", 0), scenes(0))
+    cat.close()
+    db = sqlite3.connect(tmp_path / "catalog.sqlite")
+    db.execute("ALTER TABLE rows DROP COLUMN indexed")
+    db.execute("UPDATE meta SET value='1' WHERE key='schema'")
+    db.commit()
+    db.close()
+    (tmp_path / "index.faiss").unlink()
+    (tmp_path / "index.json").unlink()
+    again = LocalCatalog(tmp_path, index_max_sim=0.8)
+    assert again.stats()["vectors"] == 12  # v1 indexed every row
+    again.add(record("v1", 1), scenes(1))
+    assert again.stats()["vectors"] == 12 + 3
+    assert again.search(scenes(0), 8, 1)[0].video_id == "v0"
+    again.close()
