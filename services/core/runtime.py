@@ -29,7 +29,7 @@ def build_catalog(settings: Settings) -> Catalog:
 
         return ShardedCatalog.from_settings(settings)
     return LocalCatalog(settings.data_dir, index_factory=settings.index_factory,
-                        snapshot_every=settings.snapshot_every,
+                        snapshot_every=settings.snapshot_every, nprobe=settings.index_nprobe,
                         index_max_sim=settings.index_max_sim,
                         query_max_sim=settings.query_max_sim)
 

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     # -- catalog
     index_factory: str = Field("Flat", description="FAISS factory string for the local index.")
     snapshot_every: int = Field(5000, ge=0, description="Rows between index snapshots.")
+    index_nprobe: int = Field(16, ge=1, description="Local index: IVF lists visited per query row.")
     search_k: int = Field(32, ge=1, description="Neighbours per query row.")
     index_max_sim: float = Field(INDEX_MAX_SIM, gt=0, le=1,
                                  description="Local index: a frame this similar to one already "

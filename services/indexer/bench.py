@@ -41,6 +41,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from vdup.catalog.local import new_index, set_search_params
 from vdup.features.types import DIM, INDEX_MAX_SIM, QUERY_MAX_SIM, distinct_rows
 
 CHUNK = 20_000  # videos generated per chunk
@@ -198,24 +199,6 @@ class Catalog:
         return [out[v] for v in videos]
 
 
-def new_index(factory: str) -> faiss.Index:
-    """Inner-product index; types that take ids natively keep them, others get an IDMap."""
-    index = faiss.index_factory(DIM, factory, faiss.METRIC_INNER_PRODUCT)
-    return index if "IVF" in factory else faiss.IndexIDMap(index)
-
-
-def set_params(index: faiss.Index, nprobe: int, ef_search: int) -> None:
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
-    ivf = faiss.try_extract_index_ivf(inner)
-    if ivf is not None:
-        ivf.nprobe = nprobe
-        quantizer = faiss.downcast_index(ivf.quantizer)
-        if hasattr(quantizer, "hnsw"):
-            quantizer.hnsw.efSearch = max(ef_search, nprobe * 2)
-    if hasattr(inner, "hnsw"):
-        inner.hnsw.efSearch = ef_search
-
-
 def build(catalog: Catalog, factory: str, train_rows: int, limit_videos: int | None = None,
           threads: int = 0) -> tuple[faiss.Index, dict]:
     """Train ``factory`` on ``train_rows`` rows of the first chunks and add the catalog's rows
@@ -365,7 +348,9 @@ def load_distractors(data_dir: Path, videos: int, factory: str, manifest: Path |
     """Fill a LocalCatalog in ``data_dir`` with ``videos`` synthetic videos (the model above),
     train ``factory`` on its rows and snapshot it, for ``vdup eval --data data_dir`` with
     ``VDUP_INDEX_FACTORY`` = ``factory``: the dev benchmark replayed over a million videos.
-    Synthetic videos are ordinary catalog entries (id ``synthetic-<i>``, no audio)."""
+    Synthetic videos are ordinary catalog entries (id ``synthetic-<i>``, no audio). The index is
+    trained as soon as ``train_rows`` rows are stored, so the rest goes straight into it (an
+    untrained catalog serves, and holds, an exact index: 2 KB a row)."""
     from vdup.catalog.local import LocalCatalog, StoredRows
     from vdup.catalog.types import VideoRecord
 
@@ -376,6 +361,7 @@ def load_distractors(data_dir: Path, videos: int, factory: str, manifest: Path |
     cat = LocalCatalog(data_dir, index_factory=factory, snapshot_every=0, verify=False)
     t0 = time.perf_counter()
     no_audio = np.zeros((0, 128), np.float16)
+    trained: dict = {}
     for i in range(-(-videos // CHUNK)):
         size = min(CHUNK, videos - i * CHUNK)
         counts, rows = model.chunk(i, size, seed)
@@ -393,10 +379,44 @@ def load_distractors(data_dir: Path, videos: int, factory: str, manifest: Path |
         cat.add_many(items)
         log(json.dumps({"loaded_videos": i * CHUNK + size,
                         "seconds": round(time.perf_counter() - t0, 1)}))
-    trained = cat.train(train_rows)
+        if not trained and cat.stats()["vectors"] >= train_rows:
+            trained = cat.train(train_rows)
+    if not trained:
+        trained = cat.train(train_rows)
+    cat.snapshot()
     stats = cat.stats()
     cat.close()
     return {**trained, **stats, "load_s": round(time.perf_counter() - t0, 1)}
+
+
+def time_shard(data_dir: Path, videos: int, factory: str, queries: int, nprobe: int,
+               manifest: Path | None, cache: Path, seed: int = 0) -> dict:
+    """Open the catalog that ``load_distractors`` filled (start-up time: SQLite, snapshot, replay)
+    and time ``LocalCatalog.search_vectors`` (the shard's whole search: FAISS with one thread,
+    row ids to videos in SQLite, the candidates' rows read for alignment) on copy queries of its
+    synthetic videos. Recall here is absolute: the original among the 20 candidates."""
+    from vdup.catalog.local import LocalCatalog
+
+    if manifest is not None and manifest.exists():
+        model, _ = fit_dev_model(dev_features(manifest, cache))
+    else:
+        model = DescriptorModel.random(seed)
+    t0 = time.perf_counter()
+    cat = LocalCatalog(data_dir, index_factory=factory, nprobe=nprobe, verify=False, threads=1)
+    open_s = time.perf_counter() - t0
+    qs, truth = synthetic_queries(Catalog(model, videos, seed), queries, within=videos, seed=7)
+    ms, hits = [], 0
+    for q, t in zip(qs, truth):
+        t1 = time.perf_counter()
+        found = cat.search_vectors(q, with_audio=False, k=32, max_candidates=20)
+        ms.append((time.perf_counter() - t1) * 1000)
+        hits += f"synthetic-{t}" in [c.video_id for c in found]
+    stats = cat.stats()
+    cat.close()
+    return {**stats, "nprobe": nprobe, "open_s": round(open_s, 2),
+            "search_ms_p50": round(float(np.percentile(ms, 50)), 2),
+            "search_ms_p99": round(float(np.percentile(ms, 99)), 2),
+            "recall_absolute": round(hits / len(truth), 4), "queries": len(truth)}
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -435,7 +455,7 @@ def run_bench(videos: int, exact_videos: int, factories: list[str], queries: int
         index, fig = build(catalog, factory, train_rows, limit_videos=limit)
         hnsw = "HNSW" in factory and "IVF" not in factory
         for setting in (ef_search if hnsw else nprobe):
-            set_params(index, setting, setting if hnsw else 64)
+            set_search_params(index, setting, ef_search=setting)
             s_found, s_ms = search_all(index, catalog, sq, k, candidates)
             d_found, _ = search_all(index, catalog, dq, k, candidates)
             results.append(_row({**fig, ("ef_search" if hnsw else "nprobe"): setting}, s_ms,
@@ -496,12 +516,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hnsw-videos", type=int, default=None,
                         help="build HNSW types on this many videos only (their build is slow)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shard", type=Path, default=None, metavar="DIR",
+                        help="instead of the comparison: open the catalog --load-distractors "
+                             "filled, report its start-up time and search p50/p99 (one thread)")
     parser.add_argument("--load-distractors", type=Path, default=None, metavar="DIR",
                         help="instead of the comparison: fill a catalog in DIR with --videos "
                              "synthetic videos and train the first --factory on it")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.shard is not None:
+        factory = (args.factory or [FACTORIES[0]])[0]
+        for nprobe in args.nprobe:
+            print(json.dumps(time_shard(args.shard, args.videos, factory, args.queries, nprobe,
+                                        args.manifest, args.cache, args.seed)), flush=True)
+        return 0
     if args.load_distractors is not None:
         factory = (args.factory or [FACTORIES[0]])[0]
         print(json.dumps(load_distractors(args.load_distractors, args.videos, factory,

@@ -43,14 +43,18 @@ def test_a_compressed_index_of_20k_videos_is_small_and_finds_the_originals():
 
 
 def test_distractors_load_into_a_real_catalog_that_serves_the_trained_index(tmp_path):
-    figures = bench.load_distractors(tmp_path, 3_000, "IVF64,PQ16", None, None,
+    figures = bench.load_distractors(tmp_path, 3_000, "IVF64,PQ64", None, None,
                                      train_rows=20_000, log=lambda _: None)
-    assert figures["videos"] == 3_000 and figures["index"] == "IVF64,PQ16"
-    cat = LocalCatalog(tmp_path, index_factory="IVF64,PQ16", nprobe=16)
-    assert cat.effective_factory == "IVF64,PQ16"  # the snapshot, not a rebuild
+    assert figures["videos"] == 3_000 and figures["index"] == "IVF64,PQ64"
+    cat = LocalCatalog(tmp_path, index_factory="IVF64,PQ64", nprobe=16)
+    assert cat.effective_factory == "IVF64,PQ64"  # the snapshot, not a rebuild
     model = bench.DescriptorModel.random(0)
     (rows,) = bench.Catalog(model, videos=3_000).rows_of([1234])
     q = bench.copy_query(rows, np.random.default_rng(1))
     found = cat.search_vectors(q, with_audio=False, k=32, max_candidates=20)
     assert "synthetic-1234" in [c.video_id for c in found]
     cat.close()
+    timed = bench.time_shard(tmp_path, 3_000, "IVF64,PQ64", queries=20, nprobe=16,
+                             manifest=None, cache=None)
+    assert timed["videos"] == 3_000 and timed["index"] == "IVF64,PQ64"
+    assert timed["recall_absolute"] >= 0.9 and timed["search_ms_p99"] > 0

@@ -208,6 +208,7 @@ def test_a_version_1_catalog_is_migrated_and_keeps_every_row_indexed(tmp_path):
     cat.add(record("v0", 0), scenes(0))
     cat.close()
     db = sqlite3.connect(tmp_path / "catalog.sqlite")
+    db.execute("DROP INDEX rows_indexed")
     db.execute("ALTER TABLE rows DROP COLUMN indexed")
     db.execute("UPDATE meta SET value='1' WHERE key='schema'")
     db.commit()
