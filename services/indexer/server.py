@@ -88,6 +88,9 @@ class ShardSettings(BaseSettings):
                                                  "free cores, OpenMP's spinning made searches "
                                                  "5-20x slower here; shards and concurrent "
                                                  "requests are the parallelism.")
+    sqlite_cache_mb: int = Field(128, ge=1, description="SQLite page cache, MB: holds the owner "
+                                                       "index and candidates' rows that searches "
+                                                       "read (docs/indexer.md).")
     snapshot_interval_s: float = Field(300.0, gt=0, description="Most seconds between snapshots "
                                                                 "while rows are being added.")
     snapshot_rows: int = Field(200_000, ge=1, description="Rows added that trigger a snapshot "
@@ -138,7 +141,8 @@ def open_shard(settings: ShardSettings) -> tuple[LocalCatalog, DataDirLock]:
         catalog = LocalCatalog(settings.data_dir, index_factory=settings.index_factory,
                                snapshot_every=0, nprobe=settings.nprobe,
                                verify=settings.verify_on_start, threads=settings.omp_threads,
-                               index_max_sim=settings.index_max_sim)
+                               index_max_sim=settings.index_max_sim,
+                               sqlite_cache_mb=settings.sqlite_cache_mb)
     except BaseException:
         lock.release()
         raise

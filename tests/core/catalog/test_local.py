@@ -118,24 +118,26 @@ def test_pending_videos_are_settled_once(tmp_path):
     cat.close()
 
 
-def test_a_compressed_index_is_trained_from_stored_rows_and_survives_restarts(tmp_path):
-    cat = LocalCatalog(tmp_path, index_factory="IVF8,Flat", nprobe=8)
+@pytest.mark.parametrize("factory", ["IVF8,Flat", "IVF8_HNSW8,PQ32x4fs"])
+def test_a_compressed_index_is_trained_from_stored_rows_and_survives_restarts(tmp_path, factory):
+    cat = LocalCatalog(tmp_path, index_factory=factory, nprobe=8)
     for i in range(200):
         cat.add(record(f"v{i}", i), features(i))
     assert cat.stats()["index"] == "Flat"  # untrained: exact search meanwhile
     done = cat.train()
-    assert done["vectors"] == 1200 and cat.stats()["index"] == "IVF8,Flat"
+    assert done["vectors"] == 1200 and cat.stats()["index"] == factory
     assert cat.search(features(7), 8, 1)[0].video_id == "v7"
     cat.delete("v7")
     cat.add(record("late", 999), features(999))
+    assert cat.stats()["vectors"] == 1200  # v7's rows left the index (an HNSW quantizer too)
     cat.close()
-    again = LocalCatalog(tmp_path, index_factory="IVF8,Flat", nprobe=8)
-    assert again.stats() == {"videos": 200, "vectors": 1200, "index": "IVF8,Flat"}
+    again = LocalCatalog(tmp_path, index_factory=factory, nprobe=8)
+    assert again.stats() == {"videos": 200, "vectors": 1200, "index": factory}
     assert again.search(features(999), 8, 1)[0].video_id == "late"
     again.close()
     (tmp_path / "index.faiss").unlink()  # lost snapshot: retrained from SQLite at start-up
-    again = LocalCatalog(tmp_path, index_factory="IVF8,Flat", nprobe=8)
-    assert again.stats()["index"] == "IVF8,Flat" and again.stats()["vectors"] == 1200
+    again = LocalCatalog(tmp_path, index_factory=factory, nprobe=8)
+    assert again.stats()["index"] == factory and again.stats()["vectors"] == 1200
     again.close()
 
 
@@ -209,6 +211,7 @@ def test_a_version_1_catalog_is_migrated_and_keeps_every_row_indexed(tmp_path):
     cat.close()
     db = sqlite3.connect(tmp_path / "catalog.sqlite")
     db.execute("DROP INDEX rows_indexed")
+    db.execute("DROP INDEX rows_owner")
     db.execute("ALTER TABLE rows DROP COLUMN indexed")
     db.execute("UPDATE meta SET value='1' WHERE key='schema'")
     db.commit()
@@ -221,3 +224,17 @@ def test_a_version_1_catalog_is_migrated_and_keeps_every_row_indexed(tmp_path):
     assert again.stats()["vectors"] == 12 + 3
     assert again.search(scenes(0), 8, 1)[0].video_id == "v0"
     again.close()
+
+
+def test_search_maps_faiss_ids_to_videos_through_the_covering_owner_index(tmp_path):
+    import sqlite3
+
+    cat = LocalCatalog(tmp_path, snapshot_every=0)
+    cat.add(record("v0", 0), scenes(0))
+    assert cat.search(scenes(0), 8, 1)[0].video_id == "v0"
+    cat.close()
+    db = sqlite3.connect(tmp_path / "catalog.sqlite")
+    plan = db.execute("EXPLAIN QUERY PLAN SELECT row_id, video_id FROM rows INDEXED BY rows_owner "
+                      "WHERE indexed=1 AND row_id IN (1, 2)").fetchall()
+    db.close()
+    assert "COVERING INDEX rows_owner" in plan[0][3]
