@@ -60,6 +60,9 @@ class Prediction:
     is_duplicate: bool
     duplicate_for: str
     ms: float
+    score: float = 0.0
+    path: str = ""
+    matched_video: str = ""
 
 
 def score(rows: list[Row], preds: dict[str, Prediction]) -> dict:
@@ -118,8 +121,9 @@ def run(checker, rows: list[Row], manifest: Path, load, progress=None) -> dict[s
         t0 = time.perf_counter()
         result = checker.check(data, r.uuid, source=r.link)
         ms = (time.perf_counter() - t0) * 1000
-        preds[r.uuid] = Prediction(r.uuid, result.record.is_duplicate,
-                                   result.record.duplicate_for, ms)
+        rec = result.record
+        preds[r.uuid] = Prediction(r.uuid, rec.is_duplicate, rec.duplicate_for, ms,
+                                   rec.score, rec.path, rec.matched_video)
         if progress is not None:
             progress()
     return preds
@@ -128,8 +132,10 @@ def run(checker, rows: list[Row], manifest: Path, load, progress=None) -> dict[s
 def write_predictions(path: str | Path, rows: list[Row], preds: dict[str, Prediction]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["uuid", "is_duplicate", "duplicate_for", "ms"])
+        w.writerow(["uuid", "is_duplicate", "duplicate_for", "ms", "score", "path",
+                    "matched_video"])
         for r in rows:
             p = preds.get(r.uuid)
             if p is not None:
-                w.writerow([p.uuid, p.is_duplicate, p.duplicate_for, round(p.ms, 1)])
+                w.writerow([p.uuid, p.is_duplicate, p.duplicate_for, round(p.ms, 1),
+                            round(p.score, 4), p.path, p.matched_video])

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     triton_metrics_port: int = Field(8002, ge=1, le=65535,
                                      description="Metrics port of the local Triton (vdup triton).")
     sscd_model: str = Field("sscd_distilled", description="sscd_distilled or sscd (int8 R50).")
-    onnx_threads: int = Field(0, ge=0, description="onnxruntime intra-op threads; 0 = all cores.")
+    onnx_threads: int = Field(0, ge=0, description=(
+        "In process: SSCD runs in parallel (one onnxruntime thread each) and the audio model's "
+        "threads; in Triton's models: intra-op threads. 0 = all cores."))
     frame_size: int = Field(224, ge=64, le=512, description="Side of sampled frames, px.")
     max_gap_s: float = Field(2.0, gt=0, description="Largest gap between sampled frames, s.")
     min_frames: int = Field(12, ge=1, description="Fewest frames sampled per video.")

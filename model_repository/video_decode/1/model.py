@@ -63,16 +63,13 @@ class TritonPythonModel:
             output_tensors=[pb_utils.Tensor(k, v) for k, v in outputs.items() if k in wanted]
         )
 
-    def _embed(self, flipped):
-        """``with_flips(batch)`` uint8 [2b, S, S, 3] -> float32 [2b, 512] via video_embedding,
-        which mirrors the b images itself and answers [b, 2, 512]."""
-        b = len(flipped) // 2
+    def _embed(self, images):
+        """uint8 [b, S, S, 3] -> float32 [b, 512] via video_embedding."""
         response = pb_utils.InferenceRequest(
             model_name=self.embedding_model,
             requested_output_names=["EMBEDDING"],
-            inputs=[pb_utils.Tensor("IMAGES", np.ascontiguousarray(flipped[:b]))],
+            inputs=[pb_utils.Tensor("IMAGES", np.ascontiguousarray(images))],
         ).exec()
         if response.has_error():
             raise RuntimeError(f"{self.embedding_model}: {response.error().message()}")
-        pairs = pb_utils.get_output_tensor_by_name(response, "EMBEDDING").as_numpy()
-        return np.concatenate([pairs[:, 0], pairs[:, 1]])
+        return pb_utils.get_output_tensor_by_name(response, "EMBEDDING").as_numpy()

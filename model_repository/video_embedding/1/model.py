@@ -1,7 +1,8 @@
-"""Triton python model ``video_embedding``: images -> SSCD descriptors of each image and its mirror.
+"""Triton python model ``video_embedding``: images -> their SSCD descriptors.
 
-Runs ``vdup.features.extractor.ImageEmbedder`` on ``with_flips(images)``, exactly what the
-embedded extractor runs, over every request that the dynamic batcher grouped into one call.
+Runs ``vdup.features.extractor.ImageEmbedder``, exactly what the embedded extractor runs, over
+every request that the dynamic batcher grouped into one call. Which images are mirrored is
+``video_decode``'s choice (``decode_and_describe``): it sends mirrored images like any others.
 """
 
 from pathlib import Path
@@ -10,7 +11,6 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from vdup.features.extractor import ImageEmbedder
-from vdup.features.preprocess import with_flips
 from vdup.triton.model_support import (
     model_parameters,
     model_settings,
@@ -35,12 +35,10 @@ class TritonPythonModel:
     def execute(self, requests):
         images = [pb_utils.get_input_tensor_by_name(r, "IMAGES").as_numpy() for r in requests]
         batch = images[0] if len(images) == 1 else np.concatenate(images)
-        both = self.embedder(with_flips(batch))
-        m = len(batch)
-        pairs = np.stack([both[:m], both[m:]], axis=1)  # [m, 2, 512]
+        described = self.embedder(batch)  # [m, 512]
         responses, start = [], 0
         for part in images:
-            out = np.ascontiguousarray(pairs[start:start + len(part)])
+            out = np.ascontiguousarray(described[start:start + len(part)])
             start += len(part)
             responses.append(pb_utils.InferenceResponse(
                 output_tensors=[pb_utils.Tensor("EMBEDDING", out)]

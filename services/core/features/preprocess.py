@@ -62,18 +62,14 @@ def prepare(decoded: DecodedVideo) -> ModelInputs:
     )
 
 
-def with_flips(images: np.ndarray) -> np.ndarray:
-    """uint8 [m, S, S, 3] -> [2m, S, S, 3]: the images, then each mirrored left-right."""
-    return np.concatenate([images, images[:, :, ::-1]])
-
-
 def assemble(
     inputs: ModelInputs,
     embeddings: np.ndarray,
     audio_embeddings: np.ndarray,
     sha256: str,
 ) -> VideoFeatures:
-    """embeddings: float32 [2m, 512] for ``with_flips(inputs.images)``; audio_embeddings:
+    """embeddings: float32 [2m, 512], the descriptors of ``inputs.images`` then of their mirrors
+    (``vdup.features.extractor.decode_and_describe``); audio_embeddings:
     float32 [w, 128] (w may be 0)."""
     n = len(inputs.timestamps)
     m = inputs.images.shape[0]
