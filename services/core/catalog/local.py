@@ -27,8 +27,8 @@ Index types: ``index_factory`` is a FAISS factory string over inner product. "Fl
 Types that need training ("IVF1024,PQ64", "IVF4096,SQ8", ...) are trained by ``train()`` on rows
 sampled from SQLite (``vdup indexer --train``); until then the catalog serves from an exact flat
 index, so an untrained shard is slow but never wrong. HNSW types cannot remove vectors, and
-fast-scan PQ ("PQ128x4fs") must not (``_remove``): deleted rows stay in the index until the next
-rebuild, and search ignores them (it maps every hit back through the ``rows`` table, where
+fast-scan PQ ("PQ128x4fs") must not (``_removes``): deleted rows stay in the index until the
+next rebuild, and search ignores them (it maps every hit back through the ``rows`` table, where
 deleted rows no longer exist).
 """
 
@@ -246,7 +246,7 @@ class LocalCatalog:
             index, factory, max_row, del_seq = loaded
             t1 = time.perf_counter()
             replayed = self._replay(index, max_row, del_seq)
-            if self._consistent(index, factory):
+            if self._consistent(index):
                 self._rows_since_snapshot = replayed
                 log.info("%s: snapshot of %d rows loaded in %.2f s, %d later rows replayed from "
                          "SQLite in %.2f s", self.dir, index.ntotal - replayed, t1 - t0,
@@ -294,9 +294,9 @@ class LocalCatalog:
         self.last_snapshot_at = float(meta.get("written_at", 0.0))
         return index, factory, max_row, del_seq
 
-    def _consistent(self, index: faiss.Index, factory: str) -> bool:
+    def _consistent(self, index: faiss.Index) -> bool:
         rows = self._db.execute("SELECT COUNT(*) FROM rows WHERE indexed=1").fetchone()[0]
-        if _removes(factory):
+        if _removes(index):
             return index.ntotal == rows
         return index.ntotal >= rows
 
@@ -696,17 +696,26 @@ def _needs_training(factory: str) -> bool:
     return not new_index(factory).is_trained
 
 
-#: Factory components that transform vectors before the index proper.
-_TRANSFORMS = ("OPQ", "PCA", "RR", "ITQ", "L2NORM")
+def _removes(index: faiss.Index) -> bool:
+    """Whether rows are removed from ``index`` on delete. Not from HNSW graphs, which cannot,
+    nor from fast-scan IVF lists ('PQ128x4fs'), which can, but in FAISS 1.15 the codes of rows
+    added after a removal come out wrong (a copy's original scored 0.24 instead of 0.83 in a
+    1M-video shard; tests/core/catalog/test_local.py pins it). Other IVF types remove, whatever
+    their coarse quantizer ('IVF4096_HNSW32,PQ64' removes). Rows not removed stay in the index
+    until the next rebuild, and search skips them: it maps every hit through ``rows_owner``,
+    where deleted rows no longer exist."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        return not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan)
+    return not hasattr(_unwrap(index), "hnsw")
 
 
-def _removes(factory: str) -> bool:
-    """False for HNSW graphs, which cannot remove vectors, and for fast-scan PQ ('PQ128x4fs'),
-    whose removal FAISS 1.15 gets wrong (see ``_remove``); other IVF types remove, whatever their
-    coarse quantizer ('IVF4096_HNSW32,PQ64' removes)."""
-    parts = [p.strip().upper() for p in factory.split(",")]
-    main = next((p for p in parts if not p.startswith(_TRANSFORMS)), "")
-    return not main.startswith("HNSW") and not any(p.endswith(("FS", "FSR")) for p in parts)
+def _unwrap(index: faiss.Index) -> faiss.Index:
+    """The index proper inside id maps (``new_index``) and vector transforms ('OPQ64,...')."""
+    index = faiss.downcast_index(index)
+    while isinstance(index, (faiss.IndexIDMap, faiss.IndexPreTransform)):
+        index = faiss.downcast_index(index.index)
+    return index
 
 
 def new_index(factory: str) -> faiss.Index:
@@ -719,24 +728,15 @@ def new_index(factory: str) -> faiss.Index:
 
 
 def _remove(index: faiss.Index, row_ids: list[int]) -> None:
-    """Remove rows from the index where that is safe. HNSW graphs cannot; fast-scan IVF lists
-    can, but in FAISS 1.15 the codes of rows added after a removal come out wrong (a copy's
-    original scored 0.24 instead of 0.83 in a 1M-video shard; tests/core/catalog/test_local.py
-    pins it). Either way the rows stay in the index until the next rebuild, and search skips
-    them: it maps every hit through ``rows_owner``, where deleted rows no longer exist."""
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan):
-        return
-    try:
+    """Remove rows from ``index`` where ``_removes`` allows it."""
+    if _removes(index):
         index.remove_ids(np.array(row_ids, np.int64))
-    except RuntimeError:
-        pass  # HNSW
 
 
 def set_search_params(index: faiss.Index, nprobe: int, ef_search: int | None = None) -> None:
     """IVF: visit ``nprobe`` lists per query row (an HNSW coarse quantizer searches with
     efSearch >= 2 * nprobe); HNSW: efSearch = ``ef_search`` (default 4 * nprobe, at least 16)."""
-    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    inner = _unwrap(index)
     ivf = faiss.try_extract_index_ivf(inner)
     if ivf is not None:
         ivf.nprobe = nprobe
@@ -744,7 +744,6 @@ def set_search_params(index: faiss.Index, nprobe: int, ef_search: int | None = N
         if hasattr(quantizer, "hnsw"):
             quantizer.hnsw.efSearch = max(quantizer.hnsw.efSearch, 2 * nprobe)
         return
-    inner = faiss.downcast_index(inner)
     if hasattr(inner, "hnsw"):
         inner.hnsw.efSearch = ef_search or max(16, 4 * nprobe)
 

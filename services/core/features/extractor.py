@@ -150,7 +150,7 @@ def decode_and_describe(
     Frames and the mirrors they need (``mirror_plan``) are described in small batches on
     ``pool`` while decoding goes on (onnxruntime and FFmpeg both release the GIL), so the two
     overlap on separate cores; the content-region crops, known only once every frame is in,
-    follow. ``embed`` maps uint8 [b, S, S, 3] to float32 [b, 512]: an ``ImageEmbedder`` here, a
+    follow the same way. ``embed`` maps uint8 [b, S, S, 3] to float32 [b, 512]: an ``ImageEmbedder`` here, a
     call to Triton's ``video_embedding`` inside Triton's ``video_decode``. The result does not
     depend on timing or on the pool's size.
     """
@@ -159,13 +159,13 @@ def decode_and_describe(
     inputs = prepare(decoded)
     n = len(decoded.timestamps)
     plain, mirrored = streamed.result(decoded.timestamps)
-    if inputs.images.shape[0] > n:
-        crops = inputs.images[n:]
-        crops_plain = _describe(crops, embed, pool)
-        rows, source = mirror_plan(crops_plain, MIRROR_MAX_SIM)
-        described = _describe(crops[rows, :, ::-1], embed, pool)
+    if inputs.images.shape[0] > n:  # the crops: another view, with mirrors chosen among its own
+        crops = _Streamer(embed, pool)
+        for image, t in zip(inputs.images[n:], decoded.timestamps):
+            crops.add(image, float(t))
+        crops_plain, crops_mirrored = crops.result(decoded.timestamps)
         plain = np.concatenate([plain, crops_plain])
-        mirrored = np.concatenate([mirrored, described[source]])
+        mirrored = np.concatenate([mirrored, crops_mirrored])
     return inputs, np.concatenate([plain, mirrored])
 
 
@@ -174,35 +174,20 @@ def mirror_plan(plain: np.ndarray, max_sim: float,
     """Which frames of one view to mirror and describe.
 
     plain: float32 [n, 512] L2-normalised descriptors in time order; known: float32 [k0, 512],
-    descriptors of frames mirrored before these (earlier batches of the same view).
+    descriptors of the frames mirrored before these (earlier batches of the same view, chosen by
+    this function, so ``distinct_rows`` keeps all of them).
     Returns (rows int64 [k], ascending: the frames to mirror, those less than ``max_sim`` alike
-    to every frame mirrored before them; source int64 [n]: for each frame, the index in
-    ``known`` followed by ``plain[rows]`` of the mirrored frame whose mirror descriptor stands for
-    its own: itself when mirrored, else the most alike). max_sim >= 1 mirrors every frame.
+    to every frame mirrored before them (``distinct_rows``); source int64 [n]: for each frame,
+    the index in ``known`` followed by ``plain[rows]`` of the mirrored frame whose mirror
+    descriptor stands for its own: itself when mirrored, else the most alike).
     """
-    k0 = 0 if known is None else len(known)
-    reps = [] if known is None else list(np.asarray(known, np.float32))
-    rows: list[int] = []
-    for i, d in enumerate(np.asarray(plain, np.float32)):
-        if max_sim >= 1.0 or not reps or float(np.max(np.stack(reps) @ d)) < max_sim:
-            rows.append(i)
-            reps.append(d)
-    rows_arr = np.asarray(rows, np.int64)
-    source = np.argmax(plain @ np.stack(reps).T, axis=1) if reps else np.zeros(0, np.int64)
-    source[rows_arr] = k0 + np.arange(len(rows_arr))
-    return rows_arr, source.astype(np.int64)
-
-
-def _describe(images: np.ndarray, embed: Callable[[np.ndarray], np.ndarray],
-              pool: ThreadPoolExecutor) -> np.ndarray:
-    """uint8 [b, S, S, 3] -> float32 [b, 512]: ``embed`` over ``_Streamer.BATCH``-image parts
-    in parallel on ``pool``."""
-    size = _Streamer.BATCH
-    jobs = [pool.submit(embed, np.ascontiguousarray(images[i:i + size]))
-            for i in range(0, len(images), size)]
-    if not jobs:
-        return np.zeros((0, DIM), np.float32)
-    return np.concatenate([job.result() for job in jobs])
+    known = np.zeros((0, plain.shape[1]), np.float32) if known is None else known
+    k0 = len(known)
+    kept = distinct_rows(np.concatenate([known, plain]), max_sim)
+    rows = kept[kept >= k0] - k0
+    source = np.argmax(plain @ np.concatenate([known, plain[rows]]).T, axis=1)
+    source[rows] = k0 + np.arange(len(rows))
+    return rows, source.astype(np.int64)
 
 
 @dataclass

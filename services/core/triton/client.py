@@ -177,8 +177,9 @@ def features_from_outputs(outputs: dict[str, np.ndarray], sha256: str) -> VideoF
     """``ensemble_model`` outputs -> ``VideoFeatures`` via ``assemble``.
 
     EMBEDDING float32 [m, 2, 512] (per image: plain, mirrored) becomes the [2m, 512] that
-    ``assemble`` expects (the images' descriptors, then their mirrors'). The images never leave Triton, so the
-    ``ModelInputs`` carries an empty [m, 0, 0, 3] stand-in: ``assemble`` only counts them.
+    ``assemble`` expects (the images' descriptors, then their mirrors'). The images never leave
+    Triton, so the ``ModelInputs`` carries an empty [m, 0, 0, 3] stand-in: ``assemble`` only
+    counts them.
     """
     pairs = outputs["EMBEDDING"]
     m = pairs.shape[0]
