@@ -19,7 +19,9 @@ straight edges that stay put in every frame, whatever moves on either side. So t
    it, minus its share of the area (plus ``SIDE_BONUS`` per inner side: a rectangle closed on
    more sides is a likelier overlay). When nothing concentrates life (an overlay onto another
    moving video), a rectangle closed on at least three inner sides is taken on its geometry
-   alone, the one with the longest supported border;
+   alone: the one whose inner sides show an edge along the largest share of their length
+   (a clean border, not merely a long one: a screenshot's media slot, whose top edge stops
+   where its blank part begins, must not win over the clip inside it);
 4. trims flat bands (no detail, no motion: letterbox bars inside a screenshot's media slot)
    from its border.
 
@@ -124,10 +126,12 @@ def _best_rectangle(edge_v, edge_h, alive) -> tuple[int, int, int, int] | None:
     ]
     weakest = np.ones((len(tb), len(lr)))
     supported = np.zeros((len(tb), len(lr)))
+    inner_length = np.zeros((len(tb), len(lr)))
     inner_sides = np.zeros((len(tb), len(lr)), int)
     for got, inner, length in sides:
         weakest = np.where(inner, np.minimum(weakest, got / length), weakest)
         supported += np.where(inner, got, 0.0)
+        inner_length += np.where(inner, length, 0.0)
         inner_sides += inner
     area = height * width
     ia = np.pad(alive.cumsum(axis=0).cumsum(axis=1), ((1, 0), (1, 0)))
@@ -143,7 +147,8 @@ def _best_rectangle(edge_v, edge_h, alive) -> tuple[int, int, int, int] | None:
         geometric = closed & (inner_sides >= 3) & (concentration >= 0)
         if not geometric.any():
             return None
-        i, j = np.unravel_index(int(np.argmax(np.where(geometric, supported, -1.0))), score.shape)
+        share = supported / np.maximum(inner_length, 1.0)
+        i, j = np.unravel_index(int(np.argmax(np.where(geometric, share, -1.0))), score.shape)
     return int(tb[i, 0]), int(lr[j, 0]), int(tb[i, 1]), int(lr[j, 1])
 
 

@@ -71,3 +71,20 @@ def test_plain_video_has_no_box():
 @pytest.mark.parametrize("n", [0, 1, 2])
 def test_too_few_frames_give_no_box(n):
     assert content_box(np.zeros((n, S, S, 3), np.uint8)) is None
+
+
+def test_a_screenshot_over_a_moving_video_gives_the_clip_not_its_blank_media_slot():
+    """The copy sits in the right part of a screenshot's media slot, the screenshot over
+    another moving clip (AugLy overlay onto screenshot, then onto a background video). Life
+    is spread over the whole frame, so the box is chosen on its geometry: the cleanest closed
+    rectangle (the clip's own edges), not the one with the longest border (the media slot's,
+    whose top edge stops where the blank part begins)."""
+    frames = []
+    for i in range(12):
+        f = texture(6, S, S, i, speed=2)  # the background clip
+        f[20:210, 20:200] = 240.0  # the screenshot: white page...
+        f[30:50, 30:190] = 180.0  # ...a header...
+        f[120:190, 30:40] = 200.0  # ...the slot's blank left part, fenced by a thin rule
+        f[120:190, 70:180] = texture(7, 70, 110, i, speed=5) * 0.6 + 40  # ...and the copy
+        frames.append(rgb(f))
+    assert near(content_box(np.stack(frames)), (120, 70, 190, 180))
