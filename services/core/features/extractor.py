@@ -19,7 +19,7 @@ import numpy as np
 from vdup.features.audio_model import build_audio_model, min_samples
 from vdup.features.preprocess import ModelInputs, assemble, prepare, sha256_of
 from vdup.features.types import AUDIO_DIM, DIM, VideoFeatures, distinct_rows
-from vdup.media.decode import MediaLimits, SamplingConfig, decode_video
+from vdup.media.decode import DecodedVideo, MediaLimits, SamplingConfig, decode_video
 
 SSCD_MODELS = ("sscd_distilled", "sscd")
 
@@ -123,10 +123,13 @@ class EmbeddedExtractor:
         return True
 
     def extract(self, data: bytes) -> VideoFeatures:
-        """Decode and describe ``data`` (see ``decode_and_describe``)."""
-        inputs, embeddings = decode_and_describe(data, self.sampling, self.limits, self.images,
-                                                 self._pool)
-        return assemble(inputs, embeddings, self.audio(inputs.audio), sha256_of(data))
+        """Decode and describe ``data`` (see ``decode_and_describe``); the soundtrack is
+        described on the pool while the frames' content region is sought."""
+        audio: list[Future] = []
+        inputs, embeddings = decode_and_describe(
+            data, self.sampling, self.limits, self.images, self._pool,
+            on_decoded=lambda decoded: audio.append(self._pool.submit(self.audio, decoded.audio)))
+        return assemble(inputs, embeddings, audio[0].result(), sha256_of(data))
 
 
 #: A frame is mirrored and described only when its descriptor is less than this alike (cosine)
@@ -143,6 +146,7 @@ def decode_and_describe(
     limits: MediaLimits,
     embed: Callable[[np.ndarray], np.ndarray],
     pool: ThreadPoolExecutor,
+    on_decoded: Callable[[DecodedVideo], None] | None = None,
 ) -> tuple[ModelInputs, np.ndarray]:
     """Decode ``data`` and describe its images: (inputs, float32 [2m, 512]: the m images' SSCD
     descriptors, then their mirrors'), as ``assemble`` takes them. Raises BadMedia.
@@ -152,17 +156,23 @@ def decode_and_describe(
     overlap on separate cores; the content-region crops, known only once every frame is in,
     follow the same way. ``embed`` maps uint8 [b, S, S, 3] to float32 [b, 512]: an ``ImageEmbedder`` here, a
     call to Triton's ``video_embedding`` inside Triton's ``video_decode``. The result does not
-    depend on timing or on the pool's size.
+    depend on timing or on the pool's size. ``on_decoded(decoded)``, when given, runs on the
+    calling thread as soon as decoding is over, before the content region is sought (the
+    embedded extractor hands the soundtrack to the pool there).
     """
     streamed = _Streamer(embed, pool)
     decoded = decode_video(data, sampling, limits, on_frame=streamed.add)
+    streamed.close()
+    if on_decoded is not None:
+        on_decoded(decoded)
     inputs = prepare(decoded)
     n = len(decoded.timestamps)
+    crops = _Streamer(embed, pool)
+    for image, t in zip(inputs.images[n:], decoded.timestamps):  # the crops: another view,
+        crops.add(image, float(t))  # with mirrors chosen among its own
+    crops.close()
     plain, mirrored = streamed.result(decoded.timestamps)
-    if inputs.images.shape[0] > n:  # the crops: another view, with mirrors chosen among its own
-        crops = _Streamer(embed, pool)
-        for image, t in zip(inputs.images[n:], decoded.timestamps):
-            crops.add(image, float(t))
+    if inputs.images.shape[0] > n:
         crops_plain, crops_mirrored = crops.result(decoded.timestamps)
         plain = np.concatenate([plain, crops_plain])
         mirrored = np.concatenate([mirrored, crops_mirrored])
@@ -227,6 +237,11 @@ class _Streamer:
         if len(self.frames) - self._start >= self.BATCH:
             self._flush()
 
+    def close(self) -> None:
+        """No more frames: describe the last, short batch now."""
+        if self._start < len(self.frames):
+            self._flush()
+
     def _flush(self) -> None:
         batch = np.stack(self.frames[self._start:])
         previous = self.jobs[-1] if self.jobs else None
@@ -249,8 +264,7 @@ class _Streamer:
     def result(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(plain, mirrored) float32 [n, 512] for the frames at the kept timestamps ``kept``
         [n] (s)."""
-        if self._start < len(self.frames):
-            self._flush()
+        self.close()
         done = [job.result() for job in self.jobs]
         plain = np.concatenate([d.plain for d in done])
         mirrored = np.concatenate([d.mirrored for d in done])

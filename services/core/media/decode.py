@@ -304,12 +304,8 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
     head = 0  # pending[head:] are the targets not reached yet
     frames: list[np.ndarray] = []
     times: list[float] = []
-    samples: list[np.ndarray] = []
-    resampler = None
-    if astream is not None:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling.audio_rate)
-    max_audio = int(limits.max_audio_s * sampling.audio_rate)
-    audio_len = 0
+    audio = (_AudioCollector(sampling.audio_rate, limits.max_audio_s)
+             if astream is not None else None)
     decoded = 0
     next_grid = 0.0
     next_key = -math.inf
@@ -320,12 +316,9 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
 
     for packet in container.demux(streams):
         if packet.stream is astream:
-            if audio_len < max_audio:
+            if not audio.full:
                 for aframe in packet.decode():
-                    for out in resampler.resample(aframe):
-                        chunk = out.to_ndarray().reshape(-1)
-                        samples.append(chunk)
-                        audio_len += len(chunk)
+                    audio.add(aframe)
             continue
         if targets is not None and packet.dts is not None:
             if packet.is_keyframe and packet.pts is not None:
@@ -375,9 +368,7 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
                 times.append(t)
                 if on_frame is not None:
                     on_frame(rgb, t)
-    if resampler is not None:
-        for out in resampler.resample(None):
-            samples.append(out.to_ndarray().reshape(-1))
+    samples = audio.finish() if audio is not None else []
     order = sorted(range(len(times)), key=times.__getitem__)
     out_f: list[np.ndarray] = []
     out_t: list[float] = []
@@ -387,6 +378,54 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
         out_f.append(frames[i])
         out_t.append(times[i])
     return out_f, out_t, samples
+
+
+#: Input samples (per channel) gathered before one resampler call: resampling per AAC frame
+#: (1024 samples) costs twice as much as in these chunks (60 s clip: 121 vs 60 ms), same output.
+AUDIO_CHUNK = 65_536
+
+
+class _AudioCollector:
+    """Decoded audio frames in, mono float32 chunks at ``rate`` Hz out, through an
+    ``AudioFifo`` so that swresample works on large chunks. Up to ``max_s`` seconds of input are
+    kept (``full`` says when to stop decoding audio). A change of sample format, layout or rate
+    mid-stream flushes the chunk gathered so far and starts a new one."""
+
+    def __init__(self, rate: int, max_s: float) -> None:
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        self.max_s = max_s
+        self.seconds = 0.0
+        self.fifo: av.AudioFifo | None = None
+        self.kind: tuple | None = None
+        self.chunks: list[np.ndarray] = []
+
+    @property
+    def full(self) -> bool:
+        return self.seconds >= self.max_s
+
+    def add(self, frame) -> None:
+        kind = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if kind != self.kind:
+            self._drain()
+            self.fifo, self.kind = av.AudioFifo(), kind
+        frame.pts = None  # the fifo checks timestamps for gaps; we only want the samples
+        self.fifo.write(frame)
+        self.seconds += frame.samples / max(frame.sample_rate, 1)
+        if self.fifo.samples >= AUDIO_CHUNK:
+            self._drain()
+
+    def finish(self) -> list[np.ndarray]:
+        self._drain()
+        self._resample(None)
+        return self.chunks
+
+    def _drain(self) -> None:
+        if self.fifo is not None and self.fifo.samples:
+            self._resample(self.fifo.read())
+
+    def _resample(self, frame) -> None:
+        for out in self.resampler.resample(frame):
+            self.chunks.append(out.to_ndarray().reshape(-1))
 
 
 def _rgb(frame, size: int) -> np.ndarray:

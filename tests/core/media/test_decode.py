@@ -89,3 +89,50 @@ def test_limits_are_checked_from_metadata_first():
         decode_video(make_video(1, duration_s=3.0), limits=MediaLimits(max_duration_s=1.0))
     with pytest.raises(MediaTooLarge, match="resolution"):
         decode_video(make_video(1), limits=MediaLimits(max_width=100))
+
+
+def _stereo_44k_clip(seconds: float = 4.0) -> bytes:
+    """A small H.264 + stereo 44.1 kHz AAC MP4: the audio must be resampled and downmixed."""
+    buf = io.BytesIO()
+    out = av.open(buf, mode="w", format="mp4")
+    v = out.add_stream("libx264", rate=10)
+    v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
+    a = out.add_stream("aac", rate=44100)
+    a.layout = "stereo"
+    for i in range(int(seconds * 10)):
+        frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 6 % 256, np.uint8),
+                                           format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, 10)
+        for packet in v.encode(frame):
+            out.mux(packet)
+    for packet in v.encode():
+        out.mux(packet)
+    t = np.arange(int(seconds * 44100)) / 44100
+    wave = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)])
+    for i in range(0, wave.shape[1], 1024):
+        frame = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(wave[:, i : i + 1024], np.float32), format="fltp",
+            layout="stereo")
+        frame.sample_rate, frame.pts = 44100, i
+        for packet in a.encode(frame):
+            out.mux(packet)
+    for packet in a.encode():
+        out.mux(packet)
+    out.close()
+    return buf.getvalue()
+
+
+def test_audio_resampled_in_chunks_equals_resampling_every_frame():
+    """Audio goes through swresample in chunks of decode.AUDIO_CHUNK input samples (for
+    speed); the samples must be exactly those of resampling each decoded frame in turn."""
+    data = _stereo_44k_clip()
+    reference = []
+    with av.open(io.BytesIO(data)) as c:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
+        for frame in c.decode(c.streams.audio[0]):
+            reference += [o.to_ndarray().reshape(-1) for o in resampler.resample(frame)]
+        reference += [o.to_ndarray().reshape(-1) for o in resampler.resample(None)]
+    expected = np.concatenate(reference)
+    got = decode_video(data).audio
+    assert len(expected) > 2 * 65536 * 16000 / 44100  # more than two chunks
+    assert got.shape == expected.shape and np.array_equal(got, expected)
