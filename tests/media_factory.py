@@ -54,6 +54,8 @@ def make_video(
     rotate_metadata: int = 0,
     gop: int = 30,
     container: str = "mp4",
+    audio_rate: int = 16000,
+    audio_channels: int = 1,
 ) -> bytes:
     """Encode a clip of scene ``seed`` from ``start_s`` for ``duration_s`` (s), played at
     ``speed``; ``crop`` removes that fraction of each border; audio is tones of ``audio_seed``
@@ -70,8 +72,8 @@ def make_video(
             v.metadata["rotate"] = str(rotate_metadata)
     a = None
     if with_audio:
-        a = out.add_stream("aac", rate=16000)
-        a.layout = "mono"
+        a = out.add_stream("aac", rate=audio_rate)
+        a.layout = "mono" if audio_channels == 1 else "stereo"
     n_frames = int(duration_s * fps)
     if v is not None:
         for i in range(n_frames):
@@ -92,16 +94,16 @@ def make_video(
             out.mux(packet)
     if a is not None:
         rng = np.random.default_rng(1000 + (seed if audio_seed is None else audio_seed))
-        sr = 16000
+        sr = audio_rate
         t = np.arange(int(duration_s * sr)) / sr
         notes = rng.uniform(200, 2000, 8)
         idx = ((t * speed + start_s) // 0.5).astype(int) % len(notes)
         wave = 0.3 * np.sin(2 * np.pi * notes[idx] * t) + 0.02 * rng.standard_normal(len(t))
-        samples = wave.astype(np.float32)
+        samples = np.stack([wave * (1 - 0.3 * c) for c in range(audio_channels)]).astype(np.float32)
         pts = 0
-        for i in range(0, len(samples), 1024):
-            chunk = samples[i : i + 1024].reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+        for i in range(0, samples.shape[1], 1024):
+            chunk = np.ascontiguousarray(samples[:, i : i + 1024])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=a.layout.name)
             frame.sample_rate = sr
             frame.pts = pts
             pts += chunk.shape[1]

@@ -91,41 +91,10 @@ def test_limits_are_checked_from_metadata_first():
         decode_video(make_video(1), limits=MediaLimits(max_width=100))
 
 
-def _stereo_44k_clip(seconds: float = 4.0) -> bytes:
-    """A small H.264 + stereo 44.1 kHz AAC MP4: the audio must be resampled and downmixed."""
-    buf = io.BytesIO()
-    out = av.open(buf, mode="w", format="mp4")
-    v = out.add_stream("libx264", rate=10)
-    v.width, v.height, v.pix_fmt = 64, 64, "yuv420p"
-    a = out.add_stream("aac", rate=44100)
-    a.layout = "stereo"
-    for i in range(int(seconds * 10)):
-        frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i * 6 % 256, np.uint8),
-                                           format="rgb24")
-        frame.pts, frame.time_base = i, Fraction(1, 10)
-        for packet in v.encode(frame):
-            out.mux(packet)
-    for packet in v.encode():
-        out.mux(packet)
-    t = np.arange(int(seconds * 44100)) / 44100
-    wave = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)])
-    for i in range(0, wave.shape[1], 1024):
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(wave[:, i : i + 1024], np.float32), format="fltp",
-            layout="stereo")
-        frame.sample_rate, frame.pts = 44100, i
-        for packet in a.encode(frame):
-            out.mux(packet)
-    for packet in a.encode():
-        out.mux(packet)
-    out.close()
-    return buf.getvalue()
-
-
 def test_audio_resampled_in_chunks_equals_resampling_every_frame():
     """Audio goes through swresample in chunks of decode.AUDIO_CHUNK input samples (for
     speed); the samples must be exactly those of resampling each decoded frame in turn."""
-    data = _stereo_44k_clip()
+    data = make_video(2, duration_s=4.0, audio_rate=44100, audio_channels=2)
     reference = []
     with av.open(io.BytesIO(data)) as c:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
@@ -136,3 +105,13 @@ def test_audio_resampled_in_chunks_equals_resampling_every_frame():
     got = decode_video(data).audio
     assert len(expected) > 2 * 65536 * 16000 / 44100  # more than two chunks
     assert got.shape == expected.shape and np.array_equal(got, expected)
+
+
+def test_dense_keyframes_of_a_long_clip_are_sampled_about_once_a_gap_half():
+    """Keyframes every 0.2 s over 40 s: about one kept every max_gap_s / 2 (1 s), not all 200
+    (thinned to max_frames), and still no gap over max_gap_s."""
+    v = decode_video(make_video(3, duration_s=40.0, width=96, height=64, fps=10, gop=2,
+                                with_audio=False))
+    assert v.meta["keyframes"] >= 190
+    assert 36 <= len(v.frames) <= 44
+    assert np.diff(v.timestamps).max() <= SamplingConfig().max_gap_s
