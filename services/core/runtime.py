@@ -6,8 +6,6 @@ search (``VDUP_INDEXER_URLS`` / ``VDUP_INDEXER_DISCOVERY``).
 
 from __future__ import annotations
 
-from threadpoolctl import threadpool_limits
-
 from vdup.catalog.local import LocalCatalog
 from vdup.catalog.types import Catalog
 from vdup.checker import DuplicateChecker
@@ -38,12 +36,10 @@ def build_catalog(settings: Settings) -> Catalog:
 
 def build_checker(settings: Settings, extractor: Extractor | None = None,
                   catalog: Catalog | None = None) -> DuplicateChecker:
-    """The checker; also caps this process's BLAS threads at ``settings.blas_threads``."""
-    if settings.blas_threads:
-        threadpool_limits(settings.blas_threads, user_api="blas")
     return DuplicateChecker(
         extractor or build_extractor(settings),
         catalog or build_catalog(settings),
         settings.decision(),
         search_k=settings.search_k,
+        blas_threads=settings.blas_threads,
     )

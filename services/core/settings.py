@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         "In process: SSCD runs in parallel (one onnxruntime thread each) and the audio model's "
         "threads; in Triton's models: intra-op threads. 0 = all cores."))
     blas_threads: int = Field(1, ge=0, description=(
-        "Threads of the BLAS libraries (numpy's, FAISS's) in a process that checks videos. "
+        "Threads of the BLAS libraries (numpy's, FAISS's) while a check runs, in its thread. "
         "A check's matrices are small, and idle BLAS threads spin on the cores that decoding "
         "and onnxruntime need (60 s clip: 880 -> 680 ms CPU per check). 0 = the libraries' "
         "default."))
