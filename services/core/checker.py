@@ -10,13 +10,10 @@ this process. (Across API replicas the indexer resolves that race; see docs/arch
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-
-from threadpoolctl import ThreadpoolController
 
 from vdup.catalog.types import Catalog, VideoRecord
 from vdup.features.extractor import Extractor
@@ -54,23 +51,12 @@ class CheckResult:
 
 class DuplicateChecker:
     def __init__(self, extractor: Extractor, catalog: Catalog, config: DecisionConfig,
-                 search_k: int = 32, blas_threads: int = 0) -> None:
-        """blas_threads: BLAS threads (numpy's, FAISS's) while a check runs, in the thread
-        that runs it (OpenMP builds of OpenBLAS take the count per calling thread); 0 leaves
-        the libraries' default. A check's matrices are small, and idle BLAS threads spin on
-        the cores that decoding and onnxruntime need."""
+                 search_k: int = 32) -> None:
         self.extractor = extractor
         self.catalog = catalog
         self.config = config
         self.search_k = search_k
-        self.blas_threads = blas_threads
-        self._blas = ThreadpoolController() if blas_threads else None
         self._lock = threading.Lock()
-
-    def _blas_limit(self):
-        if self._blas is None:
-            return contextlib.nullcontext()
-        return self._blas.limit(limits=self.blas_threads, user_api="blas")
 
     def check(self, data: bytes, video_id: str | None = None, source: str = "") -> CheckResult:
         """Decide whether ``data`` copies a catalog video, then add it (durably).
@@ -78,10 +64,6 @@ class DuplicateChecker:
         Raises BadMedia/MediaTooLarge for bad input, Unavailable when a dependency is down and
         StorageError when the add cannot be made durable; in each case nothing is added.
         """
-        with self._blas_limit():
-            return self._check(data, video_id, source)
-
-    def _check(self, data: bytes, video_id: str | None, source: str) -> CheckResult:
         video_id = video_id or str(uuid.uuid4())
         known = self.catalog.get(video_id)
         if known is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from vdup.catalog.local import LocalCatalog
 from vdup.catalog.types import Catalog
 from vdup.checker import DuplicateChecker
-from vdup.features.extractor import EmbeddedExtractor, Extractor
+from vdup.features.extractor import EmbeddedExtractor, Extractor, limit_blas_threads
 from vdup.settings import Settings
 
 
@@ -36,10 +36,11 @@ def build_catalog(settings: Settings) -> Catalog:
 
 def build_checker(settings: Settings, extractor: Extractor | None = None,
                   catalog: Catalog | None = None) -> DuplicateChecker:
+    """The checker; also caps this process's BLAS threads (``settings.blas_threads``)."""
+    limit_blas_threads(settings.blas_threads)
     return DuplicateChecker(
         extractor or build_extractor(settings),
         catalog or build_catalog(settings),
         settings.decision(),
         search_k=settings.search_k,
-        blas_threads=settings.blas_threads,
     )

@@ -54,10 +54,10 @@ class Settings(BaseSettings):
         "In process: SSCD runs in parallel (one onnxruntime thread each) and the audio model's "
         "threads; in Triton's models: intra-op threads. 0 = all cores."))
     blas_threads: int = Field(1, ge=0, description=(
-        "Threads of the BLAS libraries (numpy's, FAISS's) while a check runs, in its thread. "
-        "A check's matrices are small, and idle BLAS threads spin on the cores that decoding "
-        "and onnxruntime need (60 s clip: 880 -> 680 ms CPU per check). 0 = the libraries' "
-        "default."))
+        "BLAS threads (numpy's OpenBLAS) in a process that decodes and describes videos: its "
+        "matrix products are small, and idle OpenBLAS threads busy-wait on the cores that "
+        "decoding and onnxruntime need (60 s clip: 680 -> 550 ms CPU per check). 0 = the "
+        "library's default (every core)."))
     frame_size: int = Field(224, ge=64, le=512, description="Side of sampled frames, px.")
     max_gap_s: float = Field(2.0, gt=0, description="Largest gap between sampled frames, s.")
     min_frames: int = Field(12, ge=1, description="Fewest frames sampled per video.")

@@ -14,13 +14,14 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from vdup.errors import VdupError
-from vdup.features.extractor import decode_and_describe
+from vdup.features.extractor import decode_and_describe, limit_blas_threads
 from vdup.triton.model_support import error_text, model_parameters, model_settings
 
 
 class TritonPythonModel:
     def initialize(self, args):
         settings = model_settings(args)
+        limit_blas_threads(settings.blas_threads)
         self.sampling = settings.sampling()
         self.limits = settings.limits()
         self.embedding_model = model_parameters(args).get("embedding_model", "video_embedding")
