@@ -56,10 +56,12 @@ def make_video(
     container: str = "mp4",
     audio_rate: int = 16000,
     audio_channels: int = 1,
+    bframes: int = 0,
 ) -> bytes:
     """Encode a clip of scene ``seed`` from ``start_s`` for ``duration_s`` (s), played at
     ``speed``; ``crop`` removes that fraction of each border; audio is tones of ``audio_seed``
-    (default: the scene seed) so audio can be swapped independently of visuals."""
+    (default: the scene seed) so audio can be swapped independently of visuals; ``bframes``
+    B-frames at most between two reference frames (x264: the middle one of 2+ is a reference)."""
     buf = io.BytesIO()
     out = av.open(buf, mode="w", format=container)
     v = None
@@ -67,7 +69,7 @@ def make_video(
         v = out.add_stream("libx264", rate=fps)
         v.width, v.height = width, height
         v.pix_fmt = "yuv420p"
-        v.options = {"g": str(gop), "preset": "ultrafast", "bf": "0"}
+        v.options = {"g": str(gop), "preset": "ultrafast", "bf": str(bframes)}
         if rotate_metadata:
             v.metadata["rotate"] = str(rotate_metadata)
     a = None

@@ -7,7 +7,9 @@ Why the sampling looks the way it does: decoding is the floor of the whole pipel
 720x1280 H.264 clip costs ~0.25 s to decode keyframes only and ~2.2 s to decode in full on two
 cores. So the sampler reads the container's keyframe index first, takes every keyframe, and only
 where keyframes leave a gap longer than ``max_gap_s`` (or the clip is too short to give
-``min_frames``) does it decode the GOPs that contain the missing sample times, and no others.
+``min_frames``) does it decode the GOPs that contain the missing sample times, and no others,
+each only up to its last sample time and, of the frames that no other frame refers to (B-frames,
+two in three in a typical H.264 stream), only those next to a sample time.
 
 Why the input is distrusted the way it is (docs/reliability.md): the bytes come from anyone.
 FFmpeg only gets to open demuxers for video containers (``FORMATS``) and no protocol at all, so
@@ -198,7 +200,7 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) 
     if targets is not None and len(targets) == 0:
         ctx.skip_frame = "NONKEY"
 
-    frames, times, samples = _run_decode(
+    frames, times, samples, decoded = _run_decode(
         container, vstream, astream, start, keyframes, targets, sampling, limits, on_frame,
         duration,
     )
@@ -222,7 +224,7 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) 
         width=width,
         height=height,
         meta={"keyframes": len(keyframes), "kept_frames": len(times),
-              "codec": ctx.name, "has_audio": astream is not None},
+              "decoded_frames": decoded, "codec": ctx.name, "has_audio": astream is not None},
     )
 
 
@@ -290,12 +292,15 @@ def _plan_targets(
 
 def _run_decode(container, vstream, astream, start, keyframes, targets, sampling, limits,
                 on_frame=None, duration=0.0):
-    """One demux pass. Returns (frames as uint8 [S,S,3] list, times in s, audio chunks).
+    """One demux pass. Returns (frames as uint8 [S,S,3] list, times in s, audio chunks, frames
+    decoded).
 
-    With ``targets`` None every frame is decoded and the first frame past each point of a regular
+    With ``targets`` None every packet is read and the first frame past each point of a regular
     ``max_gap_s`` grid is kept. With ``targets`` given, keyframes are kept (but none closer than
-    ``_key_spacing`` to the last kept one) and non-key packets are decoded only inside GOPs that hold
-    a target; for each target the first frame at or after it (within half a frame) is kept.
+    ``_key_spacing`` to the last kept one) and non-key packets are read only inside a GOP that
+    holds a target, up to its last target; for each target the first frame at or after it
+    (within half a frame) is kept. Either way a non-key frame far from the next sample time is
+    decoded only if another frame refers to it (``_skip_unless_near``).
     Raises MediaTooLarge past ``limits`` (frames decoded or held, frame size, timestamps).
     """
     size = sampling.frame_size
@@ -309,8 +314,11 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
     next_grid = 0.0
     next_key = -math.inf
     key_spacing = _key_spacing(duration, sampling)
-    gop_has_target = False
-    half_frame = 0.5 / float(vstream.average_rate or 30)
+    gop_has_target = gop_read = False  # this GOP holds a target ahead / held one at its start
+    gop_end = math.inf
+    ctx = vstream.codec_context
+    # a rate under 1 fps is a lie (crafted timestamps) or a slideshow: half a second at most
+    half_frame = min(0.5 / float(vstream.average_rate or 30), 0.5)
     streams = [vstream] + ([astream] if astream is not None else [])
 
     for packet in container.demux(streams):
@@ -325,9 +333,12 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
                 nxt = bisect.bisect_right(keyframes, t_key + 1e-6)
                 gop_end = keyframes[nxt] if nxt < len(keyframes) else math.inf
                 first = bisect.bisect_left(pending, t_key - 1e-6, lo=head)
-                gop_has_target = first < len(pending) and pending[first] < gop_end
-            elif not gop_has_target:
+                gop_read = gop_has_target = first < len(pending) and pending[first] < gop_end
+            elif not (gop_has_target or (gop_read and packet.is_corrupt)):
                 continue
+        if targets != []:  # (keyframes only: skip_frame stays NONKEY)
+            wanted = pending[head] if head < len(pending) else next_grid
+            ctx.skip_frame = _skip_unless_near(packet, start, wanted, half_frame)
         for frame in packet.decode():
             decoded += 1
             if decoded > limits.max_decoded_frames:
@@ -355,6 +366,8 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
                 while head < len(pending) and pending[head] <= t + half_frame:
                     head += 1
                     keep = True
+                if gop_has_target and (head == len(pending) or pending[head] >= gop_end):
+                    gop_has_target = False  # the rest of this GOP holds no target
                 if keep and frame.key_frame:
                     next_key = t + key_spacing
             if keep:
@@ -376,7 +389,28 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
             continue
         out_f.append(frames[i])
         out_t.append(times[i])
-    return out_f, out_t, samples
+    return out_f, out_t, samples, decoded
+
+
+#: How far (frames) past the next sample time a frame that nothing refers to is still decoded:
+#: the first frame at or after it lies within one frame in a constant-rate stream.
+NEAR_FRAMES = 1.5
+
+
+def _skip_unless_near(packet, start: float, wanted: float, half_frame: float) -> str:
+    """The decoder's skip_frame for one video packet: "NONREF" for a non-key packet whose time
+    is known and lies outside half a frame before ``wanted`` (the next sample time, s) to
+    ``NEAR_FRAMES`` frames after it: the decoder then drops the frame if no other frame refers
+    to it (in a typical H.264 stream two in three) and still decodes it if one does. Else
+    "DEFAULT": so the first frame at or after a sample time is always decoded, the samples are
+    the very frames of a full decode (1080x1920 clip with 5 s GOPs: 1.5 s -> 0.6 s), and a
+    packet the demuxer flags corrupt (a short read: the file is cut short) is decoded whenever
+    its GOP is, for FFmpeg to judge."""
+    if packet.is_keyframe or packet.is_corrupt or packet.pts is None:
+        return "DEFAULT"
+    t = float(packet.pts * packet.time_base) - start
+    near = wanted - half_frame <= t <= wanted + 2 * NEAR_FRAMES * half_frame
+    return "DEFAULT" if near else "NONREF"
 
 
 def _key_spacing(duration: float, sampling: SamplingConfig) -> float:

@@ -7,7 +7,7 @@ import pytest
 
 from media_factory import make_video
 from vdup.errors import BadMedia, MediaTooLarge
-from vdup.media.decode import MediaLimits, SamplingConfig, decode_video
+from vdup.media.decode import MediaLimits, SamplingConfig, _rgb, decode_video
 
 
 def test_samples_frames_and_mono_audio():
@@ -115,3 +115,29 @@ def test_dense_keyframes_of_a_long_clip_are_sampled_about_once_a_gap_half():
     assert v.meta["keyframes"] >= 190
     assert 36 <= len(v.frames) <= 44
     assert np.diff(v.timestamps).max() <= SamplingConfig().max_gap_s
+
+
+def _every_frame(data: bytes) -> dict[float, np.ndarray]:
+    """Reference: every frame of the video track decoded, by time (s), at the sampler's size."""
+    out = {}
+    with av.open(io.BytesIO(data)) as c:
+        s = c.streams.video[0]
+        for frame in c.decode(s):
+            out[round(float(frame.pts * frame.time_base), 4)] = _rgb(frame, 224)
+    return out
+
+
+@pytest.mark.parametrize("container", ["mp4", "mpegts"])
+def test_gap_filling_skips_unreferenced_frames_yet_samples_the_frames_of_a_full_decode(container):
+    """One keyframe in 8 s with B-frames: the gap is filled (mp4: from the keyframe index;
+    MPEG-TS has none, so the whole track is read) with well under all frames decoded, and
+    every sample is bit-identical to the frame a full decode gives at that time."""
+    data = make_video(5, duration_s=8.0, fps=15, gop=300, bframes=3, with_audio=False,
+                      container=container)
+    reference = _every_frame(data)
+    v = decode_video(data)
+    assert len(v.frames) >= 4 and np.diff(v.timestamps).max() <= SamplingConfig().max_gap_s + 0.1
+    assert v.meta["decoded_frames"] <= 0.7 * len(reference)
+    start = min(reference)
+    for frame, t in zip(v.frames, v.timestamps):
+        assert np.array_equal(frame, reference[round(float(t) + start, 4)])
