@@ -19,7 +19,8 @@ import numpy as np
 from vdup.features.audio_model import build_audio_model, min_samples
 from vdup.features.preprocess import ModelInputs, assemble, prepare, sha256_of
 from vdup.features.types import AUDIO_DIM, DIM, VideoFeatures, distinct_rows
-from vdup.media.decode import DecodedVideo, MediaLimits, SamplingConfig, decode_video
+from vdup.media.decode import (DecodedVideo, MediaLimits, SamplingConfig, decode_audio,
+                               decode_video)
 
 SSCD_MODELS = ("sscd_distilled", "sscd")
 
@@ -172,9 +173,15 @@ def decode_and_describe(
     calling thread as soon as decoding is over, before the content region is sought (the
     embedded extractor hands the soundtrack to the pool there).
     """
+    soundtrack = pool.submit(decode_audio, data, sampling, limits)
     streamed = _Streamer(embed, pool)
-    decoded = decode_video(data, sampling, limits, on_frame=streamed.add)
+    try:
+        decoded = decode_video(data, sampling, limits, on_frame=streamed.add, audio=False)
+    except BaseException:
+        soundtrack.cancel()  # a refused file: its error is this one
+        raise
     streamed.close()
+    decoded.audio = soundtrack.result()
     if on_decoded is not None:
         on_decoded(decoded)
     inputs = prepare(decoded)

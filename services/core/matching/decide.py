@@ -203,7 +203,20 @@ def score_candidate(query: VideoFeatures, cand: Candidate, cfg: DecisionConfig) 
 def decide(query: VideoFeatures, candidates: list[Candidate], cfg: DecisionConfig) -> Decision:
     """The decision over ``candidates`` (any order; the best ``max_candidates`` by retrieval)."""
     ranked = sorted(candidates, key=lambda c: (-c.retrieval, c.video_id))[: cfg.max_candidates]
-    matches = [score_candidate(query, c, cfg) for c in ranked]
+    matches: list[Match] = []
+    settled: set[str] = set()  # roots matched directly, confirmed and above visual_threshold
+    for c in ranked:
+        # A settled root's copies cannot change the answer: a confirmed match to the root
+        # itself outranks any match through a copy, and outranks every unverified match (whose
+        # rival bar is all the copies could raise). A viral original with many re-uploads in the
+        # catalog so costs one alignment, not max_candidates.
+        if c.root_id in settled:
+            continue
+        m = score_candidate(query, c, cfg)
+        matches.append(m)
+        if (m.video_id == m.root_id and m.motion == CONFIRMED
+                and m.confidence >= cfg.visual_threshold):
+            settled.add(m.root_id)
     matches.sort(key=lambda m: (-m.confidence, m.video_id))
     admissible = []
     for m in matches:

@@ -114,14 +114,31 @@ def decode_video(
     sampling: SamplingConfig = SamplingConfig(),
     limits: MediaLimits = MediaLimits(),
     on_frame: Callable[[np.ndarray, float], None] | None = None,
+    audio: bool = True,
 ) -> DecodedVideo:
     """Decode ``data`` (a whole video file) into sampled frames and mono audio.
 
     on_frame(rgb uint8 [S, S, 3], t s) is called for each sampled frame as soon as it is
     decoded, so a caller can start describing frames while decoding goes on; the returned
-    frames are those, sorted by time and thinned to ``max_frames``.
+    frames are those, sorted by time and thinned to ``max_frames``. ``audio`` False leaves the
+    audio out (empty), for a caller that runs ``decode_audio`` beside this on another core.
     Raises BadMedia for anything that is not a decodable video, MediaTooLarge past ``limits``.
     """
+    return _opened(data, limits, lambda c: _decode(c, sampling, limits, on_frame, audio))
+
+
+def decode_audio(
+    data: bytes, sampling: SamplingConfig = SamplingConfig(), limits: MediaLimits = MediaLimits()
+) -> np.ndarray:
+    """The soundtrack of ``data`` alone: float32 [m] mono at ``sampling.audio_rate`` Hz, exactly
+    ``decode_video(data).audio`` (m = 0 without an audio track), from a pass that demuxes and
+    decodes nothing else. Raises as ``decode_video`` does on a file that is not a video."""
+    return _opened(data, limits, lambda c: _decode_audio(c, sampling, limits))
+
+
+def _opened(data: bytes, limits: MediaLimits, body):
+    """``body(container)`` over ``data`` opened with the format allow-list, FFmpeg's and our
+    errors mapped to BadMedia / MediaTooLarge, the container closed afterwards."""
     if not data:
         raise BadMedia("empty body: expected a video file")
     check_declared(data, limits)
@@ -134,7 +151,7 @@ def decode_video(
             f"AVI, FLV or MPEG-TS (FFmpeg: {_reason(exc)})"
         ) from None
     try:
-        return _decode(container, sampling, limits, on_frame)
+        return body(container)
     except (av.error.FFmpegError, ValueError, ZeroDivisionError, OverflowError) as exc:
         raise BadMedia(f"the video could not be decoded: {_reason(exc)}") from None
     except MemoryError:
@@ -154,7 +171,8 @@ def _reason(exc: Exception) -> str:
     return text.split(";")[0][:200]
 
 
-def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) -> DecodedVideo:
+def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame,
+            with_audio: bool) -> DecodedVideo:
     vstream = _video_stream(container)
     ctx = vstream.codec_context
     if ctx is None:
@@ -178,16 +196,7 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) 
         raise MediaTooLarge(
             f"{vstream.frames} frames exceed the limit of {limits.max_stream_frames}"
         )
-    astream = container.streams.audio[0] if container.streams.audio else None
-    if astream is not None and astream.codec_context is None:
-        astream = None  # an audio codec we cannot decode: the video is still checked
-    if astream is not None and astream.duration and astream.time_base:
-        adur = float(astream.duration * astream.time_base)
-        if adur > limits.max_audio_s:
-            raise MediaTooLarge(
-                f"audio of {adur:.1f} s exceeds the limit of {limits.max_audio_s:.0f} s"
-            )
-
+    astream = _audio_stream(container, limits)
     start = _start_s(vstream)
     keyframes = _index_keyframes(vstream, start)
     if len(keyframes) > limits.max_decoded_frames:  # every keyframe is decoded
@@ -201,8 +210,8 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) 
         ctx.skip_frame = "NONKEY"
 
     frames, times, samples, decoded = _run_decode(
-        container, vstream, astream, start, keyframes, targets, sampling, limits, on_frame,
-        duration,
+        container, vstream, astream if with_audio else None, start, keyframes, targets,
+        sampling, limits, on_frame, duration,
     )
     if not frames:
         raise BadMedia("no decodable video frames in the file")
@@ -226,6 +235,37 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame) 
         meta={"keyframes": len(keyframes), "kept_frames": len(times),
               "decoded_frames": decoded, "codec": ctx.name, "has_audio": astream is not None},
     )
+
+
+def _decode_audio(container, sampling: SamplingConfig, limits: MediaLimits) -> np.ndarray:
+    _video_stream(container)  # a file without a video track is refused here too
+    astream = _audio_stream(container, limits)
+    if astream is None:
+        return np.zeros(0, np.float32)
+    audio = _AudioCollector(sampling.audio_rate, limits.max_audio_s)
+    for packet in container.demux(astream):
+        if audio.full:
+            break
+        for aframe in packet.decode():
+            audio.add(aframe)
+    samples = audio.finish()
+    return np.concatenate(samples).astype(np.float32, copy=False) if samples else np.zeros(
+        0, np.float32)
+
+
+def _audio_stream(container, limits: MediaLimits):
+    """The first audio track if its codec decodes here (else the video is checked without
+    it); MediaTooLarge if it declares more than ``limits.max_audio_s``."""
+    astream = container.streams.audio[0] if container.streams.audio else None
+    if astream is not None and astream.codec_context is None:
+        return None
+    if astream is not None and astream.duration and astream.time_base:
+        adur = float(astream.duration * astream.time_base)
+        if adur > limits.max_audio_s:
+            raise MediaTooLarge(
+                f"audio of {adur:.1f} s exceeds the limit of {limits.max_audio_s:.0f} s"
+            )
+    return astream
 
 
 def _video_stream(container):
@@ -314,6 +354,7 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
     next_grid = 0.0
     next_key = -math.inf
     key_spacing = _key_spacing(duration, sampling)
+    spaced = _spaced(keyframes, key_spacing)
     gop_has_target = gop_read = False  # this GOP holds a target ahead / held one at its start
     gop_end = math.inf
     ctx = vstream.codec_context
@@ -334,6 +375,8 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
                 gop_end = keyframes[nxt] if nxt < len(keyframes) else math.inf
                 first = bisect.bisect_left(pending, t_key - 1e-6, lo=head)
                 gop_read = gop_has_target = first < len(pending) and pending[first] < gop_end
+                if not (gop_read or packet.is_corrupt or nxt == 0 or spaced[nxt - 1]):
+                    continue  # a keyframe too close to the last kept one, needed by no target
             elif not (gop_has_target or (gop_read and packet.is_corrupt)):
                 continue
         if targets != []:  # (keyframes only: skip_frame stays NONKEY)
@@ -421,6 +464,18 @@ def _key_spacing(duration: float, sampling: SamplingConfig) -> float:
     keeps 32 (was 40: SSCD time is most of a check), a 7 s clip is sampled as before."""
     dense = min(0.5 * sampling.max_gap_s, duration / (4 * max(sampling.min_frames, 1)))
     return max(duration / (2 * max(sampling.max_frames, 1)), dense)
+
+
+def _spaced(keyframes: list[float], spacing: float) -> list[bool]:
+    """Which keyframes (times s, sorted) the sampler keeps: each at least ``spacing`` s after
+    the last kept one (the frame loop's own rule, planned from the index so that the others are
+    not even decoded: 60 s clip, 10 of 42 keyframes)."""
+    kept, next_key = [], -math.inf
+    for k in keyframes:
+        kept.append(k >= next_key)
+        if kept[-1]:
+            next_key = k + spacing
+    return kept
 
 
 #: Input samples (per channel) gathered before one resampler call: resampling per AAC frame

@@ -94,6 +94,24 @@ def test_a_copy_of_a_copy_names_the_root_original():
     assert d.is_duplicate and d.duplicate_for == "orig" and d.matched_video == "copy1"
 
 
+def test_copies_of_an_original_matched_directly_are_not_aligned_and_change_nothing():
+    """A viral original with many re-uploads: once the original itself is a confirmed match,
+    its copies further down the retrieval ranking are skipped; copies ranked above it, and the
+    other roots' candidates, are still aligned, and the answer is the one without the copies."""
+    scene = Scene(30, motion=MOTION)
+    original = candidate("orig", video(scene), retrieval=0.9)
+    near = candidate("copy0", video(scene, noise=0.2, seed=40), root_id="orig", retrieval=0.95)
+    later = [candidate(f"copy{i}", video(scene, noise=0.2, seed=40 + i), root_id="orig",
+                       retrieval=0.8 - 0.01 * i) for i in range(1, 6)]
+    other = candidate("other", video(Scene(31, motion=MOTION)), retrieval=0.5)
+    query = video(scene, edit=edit_vector(32, 0.8), noise=0.3, seed=33)
+    d = decide(query, [*later, other, original, near], CFG)
+    assert d.is_duplicate and d.duplicate_for == "orig" and d.matched_video == "orig"
+    assert sorted(m.video_id for m in d.candidates) == ["copy0", "orig", "other"]
+    alone = decide(query, [original, other], CFG)
+    assert (d.matched_video, d.score, d.path) == (alone.matched_video, alone.score, alone.path)
+
+
 def test_a_direct_match_to_an_original_wins_over_a_copy_of_another_original():
     """Two partial copies can share background footage; the query's own original, matched
     directly, names the answer rather than the root behind the other partial copy."""

@@ -7,7 +7,7 @@ import pytest
 
 from media_factory import make_video
 from vdup.errors import BadMedia, MediaTooLarge
-from vdup.media.decode import MediaLimits, SamplingConfig, _rgb, decode_video
+from vdup.media.decode import MediaLimits, SamplingConfig, _rgb, decode_audio, decode_video
 
 
 def test_samples_frames_and_mono_audio():
@@ -109,11 +109,12 @@ def test_audio_resampled_in_chunks_equals_resampling_every_frame():
 
 def test_dense_keyframes_of_a_long_clip_are_sampled_about_once_a_gap_half():
     """Keyframes every 0.2 s over 40 s: about one kept every max_gap_s / 2 (1 s), not all 200
-    (thinned to max_frames), and still no gap over max_gap_s."""
+    (thinned to max_frames), still no gap over max_gap_s, and the others not even decoded."""
     v = decode_video(make_video(3, duration_s=40.0, width=96, height=64, fps=10, gop=2,
                                 with_audio=False))
     assert v.meta["keyframes"] >= 190
     assert 36 <= len(v.frames) <= 44
+    assert v.meta["decoded_frames"] <= len(v.frames) + 2
     assert np.diff(v.timestamps).max() <= SamplingConfig().max_gap_s
 
 
@@ -141,3 +142,17 @@ def test_gap_filling_skips_unreferenced_frames_yet_samples_the_frames_of_a_full_
     start = min(reference)
     for frame, t in zip(v.frames, v.timestamps):
         assert np.array_equal(frame, reference[round(float(t) + start, 4)])
+
+
+def test_the_audio_pass_alone_gives_the_soundtrack_of_the_whole_decode():
+    """decode_audio (run beside a decode_video(audio=False) on another core) returns exactly
+    the samples of the single pass; no audio track gives none; a file decode_video refuses
+    is refused too."""
+    data = make_video(6, duration_s=3.0, audio_rate=44100, audio_channels=2)
+    whole = decode_video(data)
+    assert whole.audio.size > 0
+    assert np.array_equal(decode_audio(data), whole.audio)
+    assert decode_video(data, audio=False).audio.size == 0
+    assert decode_audio(make_video(6, with_audio=False)).size == 0
+    with pytest.raises(BadMedia, match="no video track"):
+        decode_audio(make_video(6, with_video=False))
