@@ -380,8 +380,8 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
             elif not (gop_has_target or (gop_read and packet.is_corrupt)):
                 continue
         if targets != []:  # (keyframes only: skip_frame stays NONKEY)
-            wanted = pending[head] if head < len(pending) else next_grid
-            ctx.skip_frame = _skip_unless_near(packet, start, wanted, half_frame)
+            wanted, lo = (pending, head) if targets is not None else ([next_grid], 0)
+            ctx.skip_frame = _skip_unless_near(packet, start, wanted, lo, half_frame)
         for frame in packet.decode():
             decoded += 1
             if decoded > limits.max_decoded_frames:
@@ -440,20 +440,23 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
 NEAR_FRAMES = 1.5
 
 
-def _skip_unless_near(packet, start: float, wanted: float, half_frame: float) -> str:
+def _skip_unless_near(packet, start: float, wanted: list[float], lo: int,
+                      half_frame: float) -> str:
     """The decoder's skip_frame for one video packet: "NONREF" for a non-key packet whose time
-    is known and lies outside half a frame before ``wanted`` (the next sample time, s) to
-    ``NEAR_FRAMES`` frames after it: the decoder then drops the frame if no other frame refers
-    to it (in a typical H.264 stream two in three) and still decodes it if one does. Else
-    "DEFAULT": so the first frame at or after a sample time is always decoded, the samples are
-    the very frames of a full decode (1080x1920 clip with 5 s GOPs: 1.5 s -> 0.6 s), and a
-    packet the demuxer flags corrupt (a short read: the file is cut short) is decoded whenever
-    its GOP is, for FFmpeg to judge."""
+    is known and lies, for every sample time in ``wanted[lo:]`` (s, sorted), outside half a frame
+    before it to ``NEAR_FRAMES`` frames after it: the decoder then drops the frame if no other
+    frame refers to it (in a typical H.264 stream two in three) and still decodes it if one
+    does. Else "DEFAULT": so the first frame at or after a sample time is always decoded, the
+    samples are the very frames of a full decode (1080x1920 clip with 5 s GOPs: 1.5 s -> 0.6 s),
+    and a packet the demuxer flags corrupt (a short read: the file is cut short) is decoded
+    whenever its GOP is, for FFmpeg to judge. Every pending time is looked at, not only the
+    next one: frames come out of the decoder some packets late (B-frame reordering, and more
+    with frame threads), so the next one may already lie behind the packets being fed."""
     if packet.is_keyframe or packet.is_corrupt or packet.pts is None:
         return "DEFAULT"
     t = float(packet.pts * packet.time_base) - start
-    near = wanted - half_frame <= t <= wanted + 2 * NEAR_FRAMES * half_frame
-    return "DEFAULT" if near else "NONREF"
+    i = bisect.bisect_left(wanted, t - 2 * NEAR_FRAMES * half_frame, lo=lo)
+    return "DEFAULT" if i < len(wanted) and wanted[i] - half_frame <= t else "NONREF"
 
 
 def _key_spacing(duration: float, sampling: SamplingConfig) -> float:
