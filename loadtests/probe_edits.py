@@ -1,12 +1,14 @@
 """How the detector holds up under edits the dev benchmark does not show.
 
-    .venv/bin/python loadtests/probe_edits.py [EDIT ...] [--clips 10]
+    .venv/bin/python loadtests/probe_edits.py [EDIT ...] [--clips 10] [--audio]
 
 The dev originals go into a fresh catalog; then each of the first ``--clips`` originals (its
-first 12 s) is edited with each EDIT below (numpy on decoded frames, re-encoded with libx264,
-no audio, so only the visual evidence can decide), checked, and deleted again. A copy counts as
-found when it is flagged with the right original. Partners for hstack, vstack and blend are the
-dev distractors, whose sources are not in the catalog. Prints one line per edit.
+first 12 s) is edited with each EDIT below (numpy on decoded frames, re-encoded with libx264),
+checked, and deleted again. Without ``--audio`` the copies are silent, so only the visual
+evidence can decide; with it they keep the original's soundtrack, as AugLy's edits do by
+default. A copy counts as found when it is flagged with the right original. Partners for
+hstack, vstack and blend are the dev distractors, whose sources are not in the catalog. Prints
+one line per edit.
 
 A probe, not a benchmark to tune on: these edits imitate AugLy's (vflip, hstack, pixelization,
 brightness/contrast, meme_format, blend_videos, shift, rotate, perspective_transform_and_shake)
@@ -39,12 +41,32 @@ def frames_of(path: Path, max_s: float = 12.0) -> tuple[list[np.ndarray], float]
     return out, fps
 
 
-def encode(frames: list[np.ndarray], fps: float) -> bytes:
+def audio_of(path: Path, max_s: float = 12.0) -> np.ndarray:
+    """The first ``max_s`` s of the soundtrack: float32 [m] mono at AUDIO_RATE (m = 0: none)."""
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            return np.zeros(0, np.float32)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        chunks = [o.to_ndarray().reshape(-1) for f in c.decode(c.streams.audio[0])
+                  for o in resampler.resample(f)]
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    return audio[: int(max_s * AUDIO_RATE)]
+
+
+AUDIO_RATE = 44_100
+
+
+def encode(frames: list[np.ndarray], fps: float, audio: np.ndarray | None = None) -> bytes:
+    """H.264 (and AAC of ``audio``, mono at AUDIO_RATE, when given) in MP4, in memory."""
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
         v = out.add_stream("libx264", rate=int(round(fps)))
         h, w = (frames[0].shape[0] // 2 * 2, frames[0].shape[1] // 2 * 2)
         v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        a = None
+        if audio is not None and audio.size:
+            a = out.add_stream("aac", rate=AUDIO_RATE)
+            a.layout = "mono"
         for i, f in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]), format="rgb24")
             frame.pts = i
@@ -52,6 +74,15 @@ def encode(frames: list[np.ndarray], fps: float) -> bytes:
                 out.mux(p)
         for p in v.encode():
             out.mux(p)
+        if a is not None:
+            for i in range(0, audio.size, 1024):
+                chunk = np.ascontiguousarray(audio[None, i : i + 1024], dtype=np.float32)
+                af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                af.sample_rate, af.pts = AUDIO_RATE, i
+                for p in a.encode(af):
+                    out.mux(p)
+            for p in a.encode():
+                out.mux(p)
     return buf.getvalue()
 
 
@@ -94,6 +125,8 @@ def main() -> None:
     ap.add_argument("edits", nargs="*", help=f"some of: {' '.join(EDITS)} (default: all)")
     ap.add_argument("--clips", type=int, default=10)
     ap.add_argument("--manifest", type=Path, default=DEV)
+    ap.add_argument("--audio", action="store_true",
+                    help="keep the original's soundtrack (AugLy's edits keep it by default)")
     args = ap.parse_args()
     args.edits = args.edits or list(EDITS)
     if unknown := set(args.edits) - set(EDITS):
@@ -114,8 +147,10 @@ def main() -> None:
         for k, r in enumerate(originals[: args.clips]):
             frames, fps = frames_of(args.manifest.parent / r["link"])
             other, _ = frames_of(args.manifest.parent / partners[k % len(partners)]["link"])
+            sound = audio_of(args.manifest.parent / r["link"]) if args.audio else None
             for name in args.edits:
-                data = encode([EDITS[name](f, i, other) for i, f in enumerate(frames)], fps)
+                data = encode([EDITS[name](f, i, other) for i, f in enumerate(frames)], fps,
+                              sound)
                 rec = checker.check(data, f"{name}-{k}").record
                 found[name].append((rec.is_duplicate and rec.duplicate_for == r["uuid"],
                                     rec.score))
