@@ -1,9 +1,12 @@
 """Triton python model ``video_decode``: video bytes -> sampled frames' SSCD descriptors, their
-timestamps, the content box, the audio track and the video's size.
+timestamps, the content box, the audio track, its descriptors and the video's size.
 
 It runs the embedded mode's own code, ``decode_and_describe``: frames go to the
 ``video_embedding`` model (a BLS call, so dynamic batching and the GPU apply there) in batches
-while decoding continues, exactly as the embedded extractor overlaps decode and onnxruntime.
+while decoding continues, exactly as the embedded extractor overlaps decode and onnxruntime; the
+soundtrack, decoded in a pass of its own beside the frames, goes to ``audio_embedding`` (BLS
+again) while the content box is sought, as in the embedded extractor, instead of waiting for
+this model to finish as a second ensemble step would.
 A video that cannot be decoded is answered per request with a ``TritonError`` carrying the
 domain error (``[vdup:bad_media] ...``); the model keeps serving.
 """
@@ -18,14 +21,21 @@ from vdup.features.extractor import decode_and_describe, limit_blas_threads
 from vdup.triton.model_support import error_text, model_parameters, model_settings
 
 
+#: Every output; a request names those it wants (the ensemble: all but IMAGES and AUDIO).
+OUTPUTS = ("EMBEDDING", "TIMESTAMPS", "AUDIO", "BOX", "META", "IMAGES", "AUDIO_EMBEDDING")
+
+
 class TritonPythonModel:
     def initialize(self, args):
         settings = model_settings(args)
         limit_blas_threads(settings.blas_threads)
         self.sampling = settings.sampling()
         self.limits = settings.limits()
-        self.embedding_model = model_parameters(args).get("embedding_model", "video_embedding")
+        params = model_parameters(args)
+        self.embedding_model = params.get("embedding_model", "video_embedding")
+        self.audio_model = params.get("audio_model", "audio_embedding")
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bls")
+        self.audio_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio")
         pb_utils.Logger.log_info(f"video_decode: {self.sampling} {self.limits}")
 
     def execute(self, requests):
@@ -33,14 +43,24 @@ class TritonPythonModel:
 
     def finalize(self):
         self.pool.shutdown(wait=True)
+        self.audio_pool.shutdown(wait=True)
 
     def _one(self, request):
         data = pb_utils.get_input_tensor_by_name(request, "VIDEO_BYTES").as_numpy().reshape(-1)
+        wanted = set(request.requested_output_names()) or set(OUTPUTS)
+        audio_jobs = []
+
+        def describe_audio(decoded):  # on audio_pool, while the content box is sought
+            if "AUDIO_EMBEDDING" in wanted:
+                audio_jobs.append(self.audio_pool.submit(self._embed_audio, decoded.audio))
+
         try:
             if data.size != 1 or not isinstance(data[0], bytes):
                 raise TypeError("VIDEO_BYTES must hold exactly one byte string")
             inputs, both = decode_and_describe(data[0], self.sampling, self.limits, self._embed,
-                                               self.pool)
+                                               self.pool, on_decoded=describe_audio,
+                                               audio_pool=self.audio_pool)
+            audio_embedding = audio_jobs[0].result() if audio_jobs else None
         except VdupError as exc:
             return pb_utils.InferenceResponse(
                 error=pb_utils.TritonError(error_text(exc), pb_utils.TritonError.INVALID_ARG)
@@ -58,11 +78,23 @@ class TritonPythonModel:
             "BOX": inputs.box.astype(np.int32, copy=False),
             "META": np.array([inputs.duration_s, inputs.width, inputs.height], np.float32),
             "IMAGES": inputs.images,
+            "AUDIO_EMBEDDING": audio_embedding,
         }
-        wanted = set(request.requested_output_names()) or set(outputs)
         return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(k, v) for k, v in outputs.items() if k in wanted]
+            output_tensors=[pb_utils.Tensor(k, v) for k, v in outputs.items()
+                            if k in wanted and v is not None]
         )
+
+    def _embed_audio(self, audio):
+        """float32 [t] mono 16 kHz -> float32 [1, w, 128] via audio_embedding."""
+        response = pb_utils.InferenceRequest(
+            model_name=self.audio_model,
+            requested_output_names=["AUDIO_EMBEDDING"],
+            inputs=[pb_utils.Tensor("AUDIO", audio.reshape(1, -1).astype(np.float32))],
+        ).exec()
+        if response.has_error():
+            raise RuntimeError(f"{self.audio_model}: {response.error().message()}")
+        return pb_utils.get_output_tensor_by_name(response, "AUDIO_EMBEDDING").as_numpy()
 
     def _embed(self, images):
         """uint8 [b, S, S, 3] -> float32 [b, 512] via video_embedding."""

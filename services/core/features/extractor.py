@@ -160,6 +160,7 @@ def decode_and_describe(
     embed: Callable[[np.ndarray], np.ndarray],
     pool: ThreadPoolExecutor,
     on_decoded: Callable[[DecodedVideo], None] | None = None,
+    audio_pool: ThreadPoolExecutor | None = None,
 ) -> tuple[ModelInputs, np.ndarray]:
     """Decode ``data`` and describe its images: (inputs, float32 [2m, 512]: the m images' SSCD
     descriptors, then their mirrors'), as ``assemble`` takes them. Raises BadMedia.
@@ -167,13 +168,15 @@ def decode_and_describe(
     Frames and the mirrors they need (``mirror_plan``) are described in small batches on
     ``pool`` while decoding goes on (onnxruntime and FFmpeg both release the GIL), so the two
     overlap on separate cores; the content-region crops, known only once every frame is in,
-    follow the same way. ``embed`` maps uint8 [b, S, S, 3] to float32 [b, 512]: an ``ImageEmbedder`` here, a
-    call to Triton's ``video_embedding`` inside Triton's ``video_decode``. The result does not
-    depend on timing or on the pool's size. ``on_decoded(decoded)``, when given, runs on the
-    calling thread as soon as decoding is over, before the content region is sought (the
-    embedded extractor hands the soundtrack to the pool there).
+    follow the same way. ``embed`` maps uint8 [b, S, S, 3] to float32 [b, 512]: an
+    ``ImageEmbedder`` here, a call to Triton's ``video_embedding`` inside Triton's
+    ``video_decode``. The soundtrack is decoded in a pass of its own on ``audio_pool`` (default:
+    ``pool``; Triton's one BLS thread must not wait behind it), beside the video pass. The
+    result does not depend on timing or on the pools' sizes. ``on_decoded(decoded)``, when
+    given, runs on the calling thread as soon as decoding is over, before the content region is
+    sought (the embedded extractor hands the soundtrack to the pool there).
     """
-    soundtrack = pool.submit(decode_audio, data, sampling, limits)
+    soundtrack = (audio_pool or pool).submit(decode_audio, data, sampling, limits)
     streamed = _Streamer(embed, pool)
     try:
         decoded = decode_video(data, sampling, limits, on_frame=streamed.add, audio=False)

@@ -27,7 +27,7 @@ REQUEST_ERRORS: dict[str, type[VdupError]] = {
 #: Parameters that configure a model itself, not ``Settings``: ``chunk`` = images per
 #: onnxruntime run in ``video_embedding``; ``embedding_model`` = the model ``video_decode`` calls;
 #: ``onnx_spin`` = whether idle onnxruntime threads busy-wait (see ``onnx_spin``).
-MODEL_ONLY_PARAMETERS = frozenset({"chunk", "embedding_model", "onnx_spin"})
+MODEL_ONLY_PARAMETERS = frozenset({"audio_model", "chunk", "embedding_model", "onnx_spin"})
 _ERROR = re.compile(r"\[vdup:(?P<code>[a-z_]+)\] (?P<message>.*)", re.DOTALL)
 
 
