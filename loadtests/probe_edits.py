@@ -41,6 +41,9 @@ def frames_of(path: Path, max_s: float = 12.0) -> tuple[list[np.ndarray], float]
     return out, fps
 
 
+AUDIO_RATE = 44_100
+
+
 def audio_of(path: Path, max_s: float = 12.0) -> np.ndarray:
     """The first ``max_s`` s of the soundtrack: float32 [m] mono at AUDIO_RATE (m = 0: none)."""
     with av.open(str(path)) as c:
@@ -51,9 +54,6 @@ def audio_of(path: Path, max_s: float = 12.0) -> np.ndarray:
                   for o in resampler.resample(f)]
     audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     return audio[: int(max_s * AUDIO_RATE)]
-
-
-AUDIO_RATE = 44_100
 
 
 def encode(frames: list[np.ndarray], fps: float, audio: np.ndarray | None = None) -> bytes:

@@ -48,19 +48,13 @@ class TritonPythonModel:
     def _one(self, request):
         data = pb_utils.get_input_tensor_by_name(request, "VIDEO_BYTES").as_numpy().reshape(-1)
         wanted = set(request.requested_output_names()) or set(OUTPUTS)
-        audio_jobs = []
-
-        def describe_audio(decoded):  # on audio_pool, while the content box is sought
-            if "AUDIO_EMBEDDING" in wanted:
-                audio_jobs.append(self.audio_pool.submit(self._embed_audio, decoded.audio))
-
         try:
             if data.size != 1 or not isinstance(data[0], bytes):
                 raise TypeError("VIDEO_BYTES must hold exactly one byte string")
-            inputs, both = decode_and_describe(data[0], self.sampling, self.limits, self._embed,
-                                               self.pool, on_decoded=describe_audio,
-                                               audio_pool=self.audio_pool)
-            audio_embedding = audio_jobs[0].result() if audio_jobs else None
+            inputs, both, audio_embedding = decode_and_describe(
+                data[0], self.sampling, self.limits, self._embed, self.pool,
+                describe_audio=self._embed_audio if "AUDIO_EMBEDDING" in wanted else None,
+                audio_pool=self.audio_pool)
         except VdupError as exc:
             return pb_utils.InferenceResponse(
                 error=pb_utils.TritonError(error_text(exc), pb_utils.TritonError.INVALID_ARG)
@@ -87,22 +81,22 @@ class TritonPythonModel:
 
     def _embed_audio(self, audio):
         """float32 [t] mono 16 kHz -> float32 [1, w, 128] via audio_embedding."""
-        response = pb_utils.InferenceRequest(
-            model_name=self.audio_model,
-            requested_output_names=["AUDIO_EMBEDDING"],
-            inputs=[pb_utils.Tensor("AUDIO", audio.reshape(1, -1).astype(np.float32))],
-        ).exec()
-        if response.has_error():
-            raise RuntimeError(f"{self.audio_model}: {response.error().message()}")
-        return pb_utils.get_output_tensor_by_name(response, "AUDIO_EMBEDDING").as_numpy()
+        return self._call(self.audio_model, "AUDIO", audio.reshape(1, -1).astype(np.float32),
+                          "AUDIO_EMBEDDING")
 
     def _embed(self, images):
         """uint8 [b, S, S, 3] -> float32 [b, 512] via video_embedding."""
+        return self._call(self.embedding_model, "IMAGES", np.ascontiguousarray(images),
+                          "EMBEDDING")
+
+    @staticmethod
+    def _call(model, input_name, array, output_name):
+        """One BLS request to ``model``: ``array`` in as ``input_name``, ``output_name`` out."""
         response = pb_utils.InferenceRequest(
-            model_name=self.embedding_model,
-            requested_output_names=["EMBEDDING"],
-            inputs=[pb_utils.Tensor("IMAGES", np.ascontiguousarray(images))],
+            model_name=model,
+            requested_output_names=[output_name],
+            inputs=[pb_utils.Tensor(input_name, array)],
         ).exec()
         if response.has_error():
-            raise RuntimeError(f"{self.embedding_model}: {response.error().message()}")
-        return pb_utils.get_output_tensor_by_name(response, "EMBEDDING").as_numpy()
+            raise RuntimeError(f"{model}: {response.error().message()}")
+        return pb_utils.get_output_tensor_by_name(response, output_name).as_numpy()

@@ -19,8 +19,7 @@ import numpy as np
 from vdup.features.audio_model import build_audio_model, min_samples
 from vdup.features.preprocess import ModelInputs, assemble, prepare, sha256_of
 from vdup.features.types import AUDIO_DIM, DIM, VideoFeatures, distinct_rows
-from vdup.media.decode import (DecodedVideo, MediaLimits, SamplingConfig, decode_audio,
-                               decode_video)
+from vdup.media.decode import MediaLimits, SamplingConfig, decode_audio, decode_video
 
 SSCD_MODELS = ("sscd_distilled", "sscd")
 
@@ -136,13 +135,10 @@ class EmbeddedExtractor:
         return True
 
     def extract(self, data: bytes) -> VideoFeatures:
-        """Decode and describe ``data`` (see ``decode_and_describe``); the soundtrack is
-        described on the pool while the frames' content region is sought."""
-        audio: list[Future] = []
-        inputs, embeddings = decode_and_describe(
-            data, self.sampling, self.limits, self.images, self._pool,
-            on_decoded=lambda decoded: audio.append(self._pool.submit(self.audio, decoded.audio)))
-        return assemble(inputs, embeddings, audio[0].result(), sha256_of(data))
+        """Decode and describe ``data`` (see ``decode_and_describe``)."""
+        inputs, embeddings, audio = decode_and_describe(
+            data, self.sampling, self.limits, self.images, self._pool, describe_audio=self.audio)
+        return assemble(inputs, embeddings, audio, sha256_of(data))
 
 
 #: A frame is mirrored and described only when its descriptor is less than this alike (cosine)
@@ -159,11 +155,12 @@ def decode_and_describe(
     limits: MediaLimits,
     embed: Callable[[np.ndarray], np.ndarray],
     pool: ThreadPoolExecutor,
-    on_decoded: Callable[[DecodedVideo], None] | None = None,
+    describe_audio: Callable[[np.ndarray], np.ndarray] | None = None,
     audio_pool: ThreadPoolExecutor | None = None,
-) -> tuple[ModelInputs, np.ndarray]:
-    """Decode ``data`` and describe its images: (inputs, float32 [2m, 512]: the m images' SSCD
-    descriptors, then their mirrors'), as ``assemble`` takes them. Raises BadMedia.
+) -> tuple[ModelInputs, np.ndarray, np.ndarray | None]:
+    """Decode ``data`` and describe it: (inputs, float32 [2m, 512]: the m images' SSCD
+    descriptors, then their mirrors', as ``assemble`` takes them; ``describe_audio(inputs.audio)``
+    or None when not given). Raises BadMedia.
 
     Frames and the mirrors they need (``mirror_plan``) are described in small batches on
     ``pool`` while decoding goes on (onnxruntime and FFmpeg both release the GIL), so the two
@@ -171,12 +168,12 @@ def decode_and_describe(
     follow the same way. ``embed`` maps uint8 [b, S, S, 3] to float32 [b, 512]: an
     ``ImageEmbedder`` here, a call to Triton's ``video_embedding`` inside Triton's
     ``video_decode``. The soundtrack is decoded in a pass of its own on ``audio_pool`` (default:
-    ``pool``; Triton's one BLS thread must not wait behind it), beside the video pass. The
-    result does not depend on timing or on the pools' sizes. ``on_decoded(decoded)``, when
-    given, runs on the calling thread as soon as decoding is over, before the content region is
-    sought (the embedded extractor hands the soundtrack to the pool there).
+    ``pool``; Triton's one BLS thread must not wait behind it), beside the video pass, and
+    described there while the content region is sought. The result does not depend on timing
+    or on the pools' sizes.
     """
-    soundtrack = (audio_pool or pool).submit(decode_audio, data, sampling, limits)
+    audio_pool = audio_pool or pool
+    soundtrack = audio_pool.submit(decode_audio, data, sampling, limits)
     streamed = _Streamer(embed, pool)
     try:
         decoded = decode_video(data, sampling, limits, on_frame=streamed.add, audio=False)
@@ -185,8 +182,8 @@ def decode_and_describe(
         raise
     streamed.close()
     decoded.audio = soundtrack.result()
-    if on_decoded is not None:
-        on_decoded(decoded)
+    audio = (audio_pool.submit(describe_audio, decoded.audio)
+             if describe_audio is not None else None)
     inputs = prepare(decoded)
     n = len(decoded.timestamps)
     crops = _Streamer(embed, pool)
@@ -198,7 +195,8 @@ def decode_and_describe(
         crops_plain, crops_mirrored = crops.result(decoded.timestamps)
         plain = np.concatenate([plain, crops_plain])
         mirrored = np.concatenate([mirrored, crops_mirrored])
-    return inputs, np.concatenate([plain, mirrored])
+    return (inputs, np.concatenate([plain, mirrored]),
+            audio.result() if audio is not None else None)
 
 
 def mirror_plan(plain: np.ndarray, max_sim: float,

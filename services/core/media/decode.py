@@ -209,7 +209,7 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame,
     if targets is not None and len(targets) == 0:
         ctx.skip_frame = "NONKEY"
 
-    frames, times, samples, decoded = _run_decode(
+    frames, times, audio, decoded = _run_decode(
         container, vstream, astream if with_audio else None, start, keyframes, targets,
         sampling, limits, on_frame, duration,
     )
@@ -220,14 +220,13 @@ def _decode(container, sampling: SamplingConfig, limits: MediaLimits, on_frame,
         duration = float(times_arr.max()) + 1e-3
     keep = _thin(times_arr, sampling, duration)
     frame_arr = np.stack([frames[i] for i in keep])
-    audio = np.concatenate(samples) if samples else np.zeros(0, np.float32)
     rotation = _rotation_tag(vstream)
     if abs(rotation) % 180 == 90:
         width, height = height, width
     return DecodedVideo(
         frames=frame_arr,
         timestamps=times_arr[keep].astype(np.float32),
-        audio=audio.astype(np.float32, copy=False),
+        audio=audio,
         audio_rate=sampling.audio_rate,
         duration_s=float(duration),
         width=width,
@@ -248,9 +247,7 @@ def _decode_audio(container, sampling: SamplingConfig, limits: MediaLimits) -> n
             break
         for aframe in packet.decode():
             audio.add(aframe)
-    samples = audio.finish()
-    return np.concatenate(samples).astype(np.float32, copy=False) if samples else np.zeros(
-        0, np.float32)
+    return audio.finish()
 
 
 def _audio_stream(container, limits: MediaLimits):
@@ -332,8 +329,8 @@ def _plan_targets(
 
 def _run_decode(container, vstream, astream, start, keyframes, targets, sampling, limits,
                 on_frame=None, duration=0.0):
-    """One demux pass. Returns (frames as uint8 [S,S,3] list, times in s, audio chunks, frames
-    decoded).
+    """One demux pass. Returns (frames as uint8 [S,S,3] list, times in s, audio float32 [m],
+    frames decoded).
 
     With ``targets`` None every packet is read and the first frame past each point of a regular
     ``max_gap_s`` grid is kept. With ``targets`` given, keyframes are kept (but none closer than
@@ -423,7 +420,7 @@ def _run_decode(container, vstream, astream, start, keyframes, targets, sampling
                 times.append(t)
                 if on_frame is not None:
                     on_frame(rgb, t)
-    samples = audio.finish() if audio is not None else []
+    samples = audio.finish() if audio is not None else np.zeros(0, np.float32)
     order = sorted(range(len(times)), key=times.__getitem__)
     out_f: list[np.ndarray] = []
     out_t: list[float] = []
@@ -515,10 +512,13 @@ class _AudioCollector:
         if self.fifo.samples >= AUDIO_CHUNK:
             self._drain()
 
-    def finish(self) -> list[np.ndarray]:
+    def finish(self) -> np.ndarray:
+        """Everything collected: float32 [m] mono (m = 0 when nothing was)."""
         self._drain()
         self._resample(None)
-        return self.chunks
+        if not self.chunks:
+            return np.zeros(0, np.float32)
+        return np.concatenate(self.chunks).astype(np.float32, copy=False)
 
     def _drain(self) -> None:
         if self.fifo is not None and self.fifo.samples:

@@ -53,13 +53,13 @@ def described(extractor, videos):
 
 
 def test_streamed_descriptors_do_not_depend_on_the_pool(described):
-    _, (inputs_a, emb_a), (inputs_b, emb_b) = described
+    _, (inputs_a, emb_a, _), (inputs_b, emb_b, _) = described
     assert np.array_equal(inputs_a.images, inputs_b.images)
     np.testing.assert_allclose(emb_a, emb_b, atol=1e-5)
 
 
 def test_each_mirror_descriptor_is_its_frames_mirror_or_one_as_alike(described, extractor):
-    data, (inputs, emb), _ = described
+    data, (inputs, emb, _), _ = described
     decoded = decode_video(data, extractor.sampling, extractor.limits)
     n = len(decoded.timestamps)
     assert inputs.images.shape[0] == n  # a whole-frame clip: no content region
