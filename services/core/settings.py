@@ -14,6 +14,8 @@ from typing_extensions import Annotated
 
 from vdup.features.types import INDEX_MAX_SIM, QUERY_MAX_SIM
 from vdup.matching.decide import DecisionConfig
+from vdup.matching.model import default_model
+from vdup.matching.model import load as load_model
 from vdup.media.decode import MediaLimits, SamplingConfig
 
 
@@ -92,22 +94,15 @@ class Settings(BaseSettings):
     indexer_shards: int = Field(0, ge=0, description="Shards expected from discovery (the "
                                 "StatefulSet's replicas); 0 = as listed. Fewer listed = 503.")
 
-    # -- decision (defaults calibrated on the dev benchmark, docs/accuracy-notes.md;
-    #    each field is documented on DecisionConfig in vdup.matching.decide)
-    visual_threshold: float = Field(DecisionConfig.visual_threshold, ge=0, le=1,
-                                    description="Confidence that decides when motion confirms.")
-    unverified_threshold: float = Field(DecisionConfig.unverified_threshold, ge=0, le=1,
-                                        description="Confidence that decides for still content.")
-    borderline_threshold: float = Field(DecisionConfig.borderline_threshold, ge=0, le=1,
-                                        description="Lowest confidence that audio can confirm.")
-    audio_threshold: float = Field(DecisionConfig.audio_threshold, ge=-1, le=1,
-                                   description="Audio similarity that counts as the same track.")
+    # -- decision (each field is documented on DecisionConfig in vdup.matching.decide)
+    decision_model: Path | None = Field(None, description=(
+        "Decision model file written by 'vdup calibrate'; empty = the model that ships with "
+        "vdup (vdup/matching/decision_model.json)."))
+    decision_threshold: float | None = Field(None, gt=0, lt=1, description=(
+        "Probability from which a match is a copy; empty = the model's own, chosen for "
+        "precision when it was fitted."))
     max_candidates: int = Field(DecisionConfig.max_candidates, ge=1,
                                 description="Candidates aligned per query.")
-    motion_floor: float = Field(DecisionConfig.motion_floor, ge=0,
-                                description="Motion energy from which motion must agree.")
-    min_motion_agreement: float = Field(DecisionConfig.min_motion_agreement, ge=-1, le=1,
-                                        description="Least motion correlation of moving videos.")
     constant_audio: float = Field(DecisionConfig.constant_audio, ge=-1, le=1,
                                   description="Window similarity above which a track is constant.")
 
@@ -123,6 +118,11 @@ class Settings(BaseSettings):
 
     # -- observability
     otlp_endpoint: str = Field("", description="OTLP gRPC endpoint for traces; empty = none.")
+
+    @field_validator("decision_model", "decision_threshold", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("api_keys", "indexer_urls", "fetch_allow", mode="before")
     @classmethod
@@ -142,13 +142,11 @@ class Settings(BaseSettings):
         )
 
     def decision(self) -> DecisionConfig:
+        """The decision's settings, with the model loaded (a bad file raises ModelError)."""
+        model = load_model(self.decision_model) if self.decision_model else default_model()
         return DecisionConfig(
-            visual_threshold=self.visual_threshold,
-            unverified_threshold=self.unverified_threshold,
-            borderline_threshold=self.borderline_threshold,
-            audio_threshold=self.audio_threshold,
+            model=model,
+            threshold=self.decision_threshold,
             max_candidates=self.max_candidates,
-            motion_floor=self.motion_floor,
-            min_motion_agreement=self.min_motion_agreement,
             constant_audio=self.constant_audio,
         )

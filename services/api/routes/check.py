@@ -51,7 +51,8 @@ class CheckResponse(BaseModel):
     is_duplicate: bool
     duplicate_for: str = Field(description="Root original's uuid, or '' when not a duplicate.")
     uuid: str = Field(description="The checked video's id in the catalog.")
-    score: float = Field(description="Confidence of the best match (0..1).")
+    score: float = Field(description="Probability (0..1) that the best match is a copy, from the "
+                       "decision model; 1.0 for byte-identical re-uploads.")
     path: str = Field(description="'exact', 'visual', 'visual_audio' or ''.")
     matched_video: str = Field(description="The catalog video that matched best (may be a copy).")
     already_known: bool = Field(description="True when this uuid was checked before.")

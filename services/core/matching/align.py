@@ -44,7 +44,9 @@ class Alignment:
     ref_coverage: share of each video's samples in the inlier pairs (0..1); peak: best inlier
     similarity; speed, offset_s: the line ``t_ref = speed * t_query + offset_s``;
     query_span_s / ref_span_s: (start, end) of the matched segments, s; pairs: the inlier
-    (query index, reference index) pairs."""
+    (query index, reference index) pairs; gain: mean over the inliers of how much their
+    similarity exceeds what a line through a random moment gets from the same query frame
+    (~0 for frames that look like every moment of the reference: a black frame, a template)."""
 
     score: float
     inliers: int
@@ -56,6 +58,7 @@ class Alignment:
     query_span_s: tuple[float, float]
     ref_span_s: tuple[float, float]
     pairs: tuple[tuple[int, int], ...] = ()
+    gain: float = 0.0
 
     @staticmethod
     def empty() -> "Alignment":
@@ -110,7 +113,7 @@ def align(
             chosen[0], 0.0) + MIN_LINE_GAIN * nq):
         chosen = best_other
     _, speed, offset = chosen
-    return _inliers(sim, tq, tr, speed, offset, tolerance_s)
+    return _inliers(sim, base, tq, tr, speed, offset, tolerance_s)
 
 
 def dynamics(
@@ -210,7 +213,7 @@ def _line_value(sim, base, tq, tr, speed, offset, tol) -> float:
     return float((near[ok] - base[ok]).sum())
 
 
-def _inliers(sim, tq, tr, speed, offset, tol) -> Alignment:
+def _inliers(sim, base, tq, tr, speed, offset, tol) -> Alignment:
     masked = np.where(_window(tq, tr, speed, offset, tol), sim, -np.inf)
     cols = masked.argmax(axis=1)
     vals = masked[np.arange(len(tq)), cols]
@@ -231,6 +234,7 @@ def _inliers(sim, tq, tr, speed, offset, tol) -> Alignment:
         query_span_s=(float(tq[rows].min()), float(tq[rows].max())),
         ref_span_s=(float(tr[cols].min()), float(tr[cols].max())),
         pairs=tuple(zip(rows.tolist(), cols.tolist())),
+        gain=float((vals - base[rows]).mean()),
     )
 
 

@@ -1,33 +1,20 @@
 """The decision: is the query a copy of a catalog video, and of which root original?
 
 Inputs are plain values: the query's features and, for each candidate video that retrieval found,
-its stored descriptors (``Candidate``). The visual evidence decides; audio only confirms a
-borderline visual match. The same soundtrack over other visuals is never enough on its own: on a
-short-video platform thousands of different clips share one trending sound.
+its stored descriptors (``Candidate``). Per candidate and per pair of views (query: whole frame,
+mirrored, content region, both; candidate: whole frame, content region) the frames are aligned
+in time and the alignment's evidence is measured (``vdup.matching.evidence``): how alike the
+aligned frames look, how much of each video they cover, whether the two videos move alike along
+the line, whether the soundtracks match in step with the frames, how far the match stands above
+every other original's. The decision model (``vdup.matching.model``) weighs that evidence into
+a probability of "copy"; a candidate's probability is that of its best view pair.
 
-Per candidate and per pair of views (query: whole frame, mirrored, content region, both;
-candidate: whole frame, content region) the frames are aligned in time
-(``vdup.matching.align``), and
-
-    confidence = mean inlier similarity * min(1, inliers / needed),
-    needed     = min(min_inliers, query samples that a clip as long as the candidate fills)
-
-says how alike the aligned frames look (a 2 s original inserted into a long video sampled every
-1.7 s can only ever show one frame). Looking alike is not enough: another recording of the same
-room looks as alike as a lightly edited copy. So the motion along the alignment is compared too
-(``align.dynamics``): when the two videos do move (energy >= ``motion_floor``) their motions must
-agree (agreement >= ``min_motion_agreement``), or the match is *contradicted* and cannot make a
-duplicate. When they hardly move, or too few frames align, motion can neither confirm nor
-contradict; such an *unverified* match rests on appearance alone, so it needs a higher
-confidence (``unverified_threshold``) and must single one original out: a shared screenshot
-template or a room looks alike across many uploads (``unverified_margin`` over every candidate
-of another root).
-
-Among the admissible matches the confirmed ones come first, then matches to a root original
-itself (direct evidence) before matches through one of its copies, then confidence. The answer
-names the matched video's root, so copies of copies resolve to the first upload. Thresholds are
-fields of ``DecisionConfig``; their defaults were calibrated on the development benchmark only
-(docs/accuracy-notes.md).
+The query is a duplicate when some candidate's probability reaches the model's threshold, which
+was chosen for precision when the model was fitted. Among those candidates, a match to a root
+original itself (direct evidence) comes before a match through one of its copies, then the
+probability. The answer names the matched video's root, so copies of copies resolve to the first
+upload. The path says what carried the decision: 'visual_audio' when the same evidence without
+the soundtrack would not have reached the threshold, else 'visual'.
 """
 
 from __future__ import annotations
@@ -37,9 +24,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vdup.features.types import VideoFeatures
-from vdup.matching.align import MIN_DYNAMIC_FRAMES, Alignment, Dynamics, align, dynamics
+from vdup.matching.align import Alignment, Dynamics
+from vdup.matching.evidence import (
+    FEATURE_NAMES,
+    ViewPair,
+    align_views,
+    audio_similarity,
+    background_levels,
+    frames_for,
+    is_constant,
+    vector,
+    without_audio,
+)
+from vdup.matching.model import DecisionModel, default_model
 
-CONFIRMED, UNVERIFIED, CONTRADICTED = "confirmed", "unverified", "contradicted"
+__all__ = ["Candidate", "Decision", "DecisionConfig", "Match", "audio_similarity", "decide",
+           "evidence_table", "is_constant"]
 
 
 @dataclass
@@ -60,43 +60,48 @@ class Candidate:
 
 @dataclass(frozen=True)
 class DecisionConfig:
-    """visual_threshold: confidence at or above which the visual evidence decides, when the
-        motion along the alignment confirms it.
-    unverified_threshold: the same for a match whose motion cannot be checked (still content,
-        or too few aligned frames); appearance alone must then be stronger...
-    unverified_margin: ...and single one original out: its confidence must exceed that of
-        every candidate of another root by this much (a shared screenshot template or room
-        looks alike across many uploads).
-    borderline_threshold: lowest confidence that matching audio can confirm.
-    audio_threshold: median best-window audio similarity that counts as the same soundtrack.
+    """model: the decision model; None = the one that ships with vdup.
+    threshold: probability at or above which a match is a copy; None = the model's own.
     min_inliers: aligned frames needed for full confidence (fewer scale it down), or as many
         as a clip of the candidate's duration leaves at the query's sampling, if fewer.
     max_candidates: candidates aligned per query (by retrieval score).
     tolerance_s: how far (s) an aligned frame may sit from the alignment line.
-    motion_floor: RMS norm of the centred descriptors (``Dynamics.energy``) from which the two
-        videos count as moving, so that their motion must agree.
-    min_motion_agreement: least correlation of the two videos' motion (``Dynamics.agreement``)
-        for moving videos; below it the match is contradicted.
     constant_audio: a track whose windows are all at least this alike (silence) confirms
-        nothing."""
+        nothing.
+    settle_probability: once a root original itself matches at this probability (and at the
+        threshold), its copies further down the ranking are not aligned: a direct match to the
+        root outranks any match through its copies, so they cannot change the answer.
+    background: float32 [b, 512] background set for the query frames' levels; None = the
+        model's (``vdup calibrate`` passes the set it is collecting evidence with)."""
 
-    visual_threshold: float = 0.5
-    unverified_threshold: float = 0.75
-    unverified_margin: float = 0.25
-    borderline_threshold: float = 0.4
-    audio_threshold: float = 0.8
+    model: DecisionModel | None = field(default=None, compare=False)
+    threshold: float | None = None
     min_inliers: int = 3
     max_candidates: int = 20
     tolerance_s: float = 1.25
-    motion_floor: float = 0.12
-    min_motion_agreement: float = 0.3
     constant_audio: float = 0.99
+    settle_probability: float = 0.95
+    background: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def background_set(self) -> np.ndarray | None:
+        return self.background if self.background is not None else self.decision_model.background
+
+    @property
+    def decision_model(self) -> DecisionModel:
+        return self.model if self.model is not None else default_model()
+
+    @property
+    def operating_threshold(self) -> float:
+        return self.decision_model.threshold if self.threshold is None else self.threshold
 
 
 @dataclass
 class Match:
-    """confidence: 0..1 (see the module docstring); audio: -1..1; motion: 'confirmed',
-    'unverified' or 'contradicted'; views: (query view, candidate view) that aligned best."""
+    """The best view pair of one candidate. confidence: alignment confidence 0..1; audio:
+    soundtrack similarity anywhere, -1..1; audio_aligned: in step with the frames, -1..1;
+    probability: the model's p(copy), 0..1; views: (query view, candidate view); evidence:
+    float32 [F] (``vdup.matching.evidence.FEATURES``)."""
 
     video_id: str
     root_id: str
@@ -104,13 +109,16 @@ class Match:
     audio: float
     alignment: Alignment
     dynamics: Dynamics = field(default_factory=lambda: Dynamics(0.0, 0.0, 0))
-    motion: str = UNVERIFIED
+    probability: float = 0.0
+    audio_aligned: float = 0.0
     views: tuple[int, int] = (0, 0)
+    evidence: np.ndarray | None = None
 
 
 @dataclass
 class Decision:
-    """path: 'exact' (same bytes), 'visual', 'visual_audio' or '' (not a duplicate)."""
+    """path: 'exact' (same bytes), 'visual', 'visual_audio' or '' (not a duplicate); score: the
+    chosen match's probability (the best candidate's when not a duplicate)."""
 
     is_duplicate: bool
     duplicate_for: str = ""
@@ -122,130 +130,110 @@ class Decision:
     candidates: list[Match] = field(default_factory=list)
 
 
-def audio_similarity(a: np.ndarray, b: np.ndarray, constant: float = 0.99) -> float:
-    """Median over the query's windows of the best window similarity in the other track (-1..1).
-
-    0 when either track is missing or *constant*: every window at least ``constant`` alike to
-    the first (silence, a steady hum). A constant track matches every other constant track, so
-    it identifies nothing.
-    """
-    if is_constant(a, constant) or is_constant(b, constant):
-        return 0.0
-    return float(np.median((a @ b.T).max(axis=1)))
+@dataclass
+class _Scored:
+    candidate: Candidate
+    rank: int
+    pairs: list[ViewPair]
+    audio: float
+    needed: int
 
 
-def is_constant(track: np.ndarray, level: float) -> bool:
-    """True for an empty track or one whose windows all match its first one (>= ``level``)."""
-    if track.shape[0] == 0:
-        return True
-    return track.shape[0] > 1 and bool((track @ track[0]).min() >= level)
+def _rank(candidates: list[Candidate], cfg: DecisionConfig) -> list[Candidate]:
+    return sorted(candidates, key=lambda c: (-c.retrieval, c.video_id))[: cfg.max_candidates]
 
 
-def motion_verdict(d: Dynamics, cfg: DecisionConfig) -> str:
-    """'confirmed', 'unverified' (too little motion, or too few frames, to tell) or
-    'contradicted'."""
-    if d.frames < MIN_DYNAMIC_FRAMES or d.energy < cfg.motion_floor:
-        return UNVERIFIED
-    return CONFIRMED if d.agreement >= cfg.min_motion_agreement else CONTRADICTED
+def _align(query: VideoFeatures, views: tuple[np.ndarray, np.ndarray, np.ndarray],
+           c: Candidate, rank: int, cfg: DecisionConfig) -> _Scored:
+    qdesc, qviews, levels = views
+    pairs = align_views(qdesc, qviews, query.timestamps, query.audio, c.descriptors, c.views,
+                        c.row_times, c.audio, c.duration_s, cfg.min_inliers, cfg.tolerance_s,
+                        cfg.constant_audio, levels)
+    return _Scored(c, rank, pairs, audio_similarity(query.audio, c.audio, cfg.constant_audio),
+                   min(cfg.min_inliers, frames_for(c.duration_s, query.timestamps)))
 
 
-def _frames_for(duration_s: float, tq: np.ndarray) -> int:
-    """How many of the query's samples a copy of a ``duration_s`` clip could hold (>= 1): a
-    2 s original inside a long video sampled every 1.7 s leaves one or two frames."""
-    gap = float(np.median(np.diff(tq))) if len(tq) > 1 else 1.0
-    return max(1, int(round(duration_s / max(gap, 1e-3))))
+def _rows(query: VideoFeatures, scored: list[_Scored], s: _Scored,
+          cfg: DecisionConfig) -> np.ndarray:
+    """float32 [pairs, F]: the evidence of each of ``s``'s view pairs, against ``scored``."""
+    rival = max((p.confidence for o in scored if o.candidate.root_id != s.candidate.root_id
+                 for p in o.pairs), default=0.0)
+    present = not (is_constant(query.audio, cfg.constant_audio)
+                   or is_constant(s.candidate.audio, cfg.constant_audio))
+    return np.stack([vector(p, needed=s.needed, audio=s.audio, audio_present=present,
+                            retrieval=s.candidate.retrieval, rank=s.rank, rival=rival,
+                            query_duration_s=query.duration_s,
+                            candidate_duration_s=s.candidate.duration_s,
+                            query_frames=len(query.timestamps)) for p in s.pairs])
 
 
-def score_candidate(query: VideoFeatures, cand: Candidate, cfg: DecisionConfig) -> Match:
-    """Align every query view against every candidate view and keep one pair.
-
-    The most similar pair speaks for the candidate, unless another pair whose motion is
-    *confirmed* is similar enough to count (``borderline_threshold``): an overlay's content
-    region can confirm a copy that its whole frame, dominated by the surroundings, contradicts.
-    A merely unverified pair never overrides a contradicted one.
-    """
+def _score_all(query: VideoFeatures, candidates: list[Candidate],
+               cfg: DecisionConfig) -> list[_Scored]:
+    """Aligns the ranked candidates, skipping the copies of a root already settled directly."""
+    scored: list[_Scored] = []
+    settled: set[str] = set()
+    ranked = _rank(candidates, cfg)
+    if not ranked:
+        return scored
     qdesc, qviews = query.query_views()
-    n = len(query.timestamps)
-    sim_all = qdesc @ cand.descriptors.T  # [q, r]
-    audio = audio_similarity(query.audio, cand.audio, cfg.constant_audio)
-    needed = min(cfg.min_inliers, _frames_for(cand.duration_s, query.timestamps))
-    best: Match | None = None
-    best_confirmed: Match | None = None
-    for qv in np.unique(qviews):
-        start = int(np.argmax(qviews == qv))
-        q = qdesc[start : start + n]
-        for rv in np.unique(cand.views):
-            r_mask = cand.views == rv
-            sim = sim_all[start : start + n][:, r_mask]
-            a = align(sim, query.timestamps, cand.row_times[r_mask], tolerance_s=cfg.tolerance_s)
-            conf = a.score * min(1.0, a.inliers / needed)
-            if conf <= 0.0:
-                continue
-            if conf >= cfg.borderline_threshold:  # below it no verdict can make it count
-                d = dynamics(q, cand.descriptors[r_mask], query.timestamps,
-                             cand.row_times[r_mask], a)
-            else:
-                d = Dynamics(0.0, 0.0, 0)
-            m = Match(cand.video_id, cand.root_id, float(conf), audio, a, d, motion_verdict(d, cfg),
-                      (int(qv), int(rv)))
-            if best is None or m.confidence > best.confidence:
-                best = m
-            if m.motion == CONFIRMED and m.confidence >= cfg.borderline_threshold and (
-                    best_confirmed is None or m.confidence > best_confirmed.confidence):
-                best_confirmed = m
-    if best_confirmed is not None:
-        return best_confirmed
-    if best is None:
-        return Match(cand.video_id, cand.root_id, 0.0, audio, Alignment.empty())
-    return best
+    views = (qdesc, qviews, background_levels(qdesc, cfg.background_set))
+    for rank, c in enumerate(ranked):
+        if c.root_id in settled:
+            continue
+        s = _align(query, views, c, rank, cfg)
+        scored.append(s)
+        if s.pairs and c.video_id == c.root_id and cfg.settle_probability <= 1.0:
+            p = cfg.decision_model.probability(_rows(query, scored, s, cfg))
+            if float(p.max()) >= max(cfg.operating_threshold, cfg.settle_probability):
+                settled.add(c.root_id)
+    return scored
+
+
+def evidence_table(query: VideoFeatures, candidates: list[Candidate],
+                   cfg: DecisionConfig) -> list[tuple[Candidate, np.ndarray]]:
+    """(candidate, float32 [pairs, F] evidence of each aligned view pair) for every candidate
+    the decision aligns: what ``vdup calibrate`` learns from (with ``settle_probability`` > 1
+    every candidate is aligned and no model is consulted). Candidates without any aligned pair
+    get an empty [0, F] table."""
+    scored = _score_all(query, candidates, cfg)
+    return [(s.candidate, _rows(query, scored, s, cfg) if s.pairs
+             else np.zeros((0, len(FEATURE_NAMES)), np.float32)) for s in scored]
 
 
 def decide(query: VideoFeatures, candidates: list[Candidate], cfg: DecisionConfig) -> Decision:
     """The decision over ``candidates`` (any order; the best ``max_candidates`` by retrieval)."""
-    ranked = sorted(candidates, key=lambda c: (-c.retrieval, c.video_id))[: cfg.max_candidates]
+    scored = _score_all(query, candidates, cfg)
+    model = cfg.decision_model
     matches: list[Match] = []
-    settled: set[str] = set()  # roots matched directly, confirmed and above visual_threshold
-    for c in ranked:
-        # A settled root's copies cannot change the answer: a confirmed match to the root
-        # itself outranks any match through a copy, and outranks every unverified match (whose
-        # rival bar is all the copies could raise). A viral original with many re-uploads in the
-        # catalog so costs one alignment, not max_candidates.
-        if c.root_id in settled:
+    for s in scored:
+        c = s.candidate
+        if not s.pairs:
+            matches.append(Match(c.video_id, c.root_id, 0.0, s.audio, Alignment.empty()))
             continue
-        m = score_candidate(query, c, cfg)
-        matches.append(m)
-        if (m.video_id == m.root_id and m.motion == CONFIRMED
-                and m.confidence >= cfg.visual_threshold):
-            settled.add(m.root_id)
-    matches.sort(key=lambda m: (-m.confidence, m.video_id))
-    admissible = []
-    for m in matches:
-        if m.motion == CONTRADICTED:
-            continue
-        if m.motion == CONFIRMED:
-            visual = m.confidence >= cfg.visual_threshold
-        else:
-            rival = max((o.confidence for o in matches if o.root_id != m.root_id), default=0.0)
-            visual = (m.confidence >= cfg.unverified_threshold
-                      and m.confidence - rival >= cfg.unverified_margin)
-        if visual:
-            admissible.append((m, "visual"))
-        elif m.confidence >= cfg.borderline_threshold and m.audio >= cfg.audio_threshold:
-            admissible.append((m, "visual_audio"))
-    if admissible:
-        m, path = min(admissible, key=lambda mp: (
-            mp[0].motion != CONFIRMED, mp[0].video_id != mp[0].root_id, -mp[0].confidence,
-            mp[0].video_id))
-        a = m.alignment
-        return Decision(
-            is_duplicate=True,
-            duplicate_for=m.root_id,
-            matched_video=m.video_id,
-            score=round(m.confidence, 4),
-            path=path,
-            query_segment_s=a.query_span_s,
-            match_segment_s=a.ref_span_s,
-            candidates=matches,
-        )
-    top = matches[0].confidence if matches else 0.0
-    return Decision(is_duplicate=False, score=round(top, 4), candidates=matches)
+        x = _rows(query, scored, s, cfg)
+        p = model.probability(x)
+        best = int(np.argmax(p))
+        pair = s.pairs[best]
+        matches.append(Match(c.video_id, c.root_id, pair.confidence, s.audio, pair.alignment,
+                             pair.dynamics, float(p[best]), pair.audio_aligned, pair.views,
+                             x[best]))
+    matches.sort(key=lambda m: (-m.probability, -m.confidence, m.video_id))
+    threshold = cfg.operating_threshold
+    admissible = [m for m in matches if m.probability >= threshold]
+    if not admissible:
+        top = matches[0].probability if matches else 0.0
+        return Decision(is_duplicate=False, score=round(top, 4), candidates=matches)
+    m = min(admissible, key=lambda m: (m.video_id != m.root_id, -m.probability, m.video_id))
+    assert m.evidence is not None
+    silent = float(model.probability(without_audio(m.evidence[None]))[0])
+    a = m.alignment
+    return Decision(
+        is_duplicate=True,
+        duplicate_for=m.root_id,
+        matched_video=m.video_id,
+        score=round(m.probability, 4),
+        path="visual" if silent >= threshold else "visual_audio",
+        query_segment_s=a.query_span_s,
+        match_segment_s=a.ref_span_s,
+        candidates=matches,
+    )
