@@ -20,6 +20,7 @@ PLUGINS = {
     "indexer": ("vdup.indexer.server", "Run one indexer shard (FAISS + SQLite) over HTTP."),
     "reshard": ("vdup.indexer.reshard", "Move videos to their shards after the shard count grew."),
     "up": ("vdup.stack", "Start Triton, N indexer shards and the API as local processes."),
+    "calibrate": ("vdup.calibrate", "Fit the decision model from labelled manifests."),
     "bench-index": ("vdup.indexer.bench", "Benchmark index types on synthetic catalogs."),
     "loadtest": ("vdup.loadtest", "Run locust against a local stack; write reports/loadtest-*/."),
 }

@@ -65,6 +65,19 @@ class Prediction:
     matched_video: str = ""
 
 
+def counts_to_scores(tp: int, fp: int, fn: int, tn: int, right: int,
+                     empty: float = 0.0) -> dict:
+    """F1, precision, recall and duplicate_for accuracy (``right`` of the ``tp`` name the true
+    root), rounded to 4 places, with the counts. ``empty``: precision and recall when nothing
+    was predicted or nothing was there to find."""
+    precision = tp / (tp + fp) if tp + fp else empty
+    recall = tp / (tp + fn) if tp + fn else empty
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
+            "duplicate_for_accuracy": round(right / tp, 4) if tp else 0.0,
+            "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
 def score(rows: list[Row], preds: dict[str, Prediction]) -> dict:
     """Scores on the rows that carry a truth; see the module docstring."""
     tp = fp = fn = tn = right = 0
@@ -81,17 +94,10 @@ def score(rows: list[Row], preds: dict[str, Prediction]) -> dict:
             fn += 1
         else:
             tn += 1
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     ms = np.array([p.ms for p in preds.values()]) if preds else np.zeros(1)
     return {
         "videos": len(preds),
-        "f1": round(f1, 4),
-        "precision": round(precision, 4),
-        "recall": round(recall, 4),
-        "duplicate_for_accuracy": round(right / tp, 4) if tp else 0.0,
-        "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+        **counts_to_scores(tp, fp, fn, tn, right),
         "ms_per_video_p50": round(float(np.percentile(ms, 50)), 1),
         "ms_per_video_p95": round(float(np.percentile(ms, 95)), 1),
     }
