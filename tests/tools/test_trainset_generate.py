@@ -177,6 +177,30 @@ def test_a_rerun_skips_done_groups_and_more_groups_extend(tmp_path, source_dir):
             assert s != s2 or b + GAP_S <= a2 + 1e-6 or b2 + GAP_S <= a + 1e-6
 
 
+def test_still_takes_are_two_recordings_and_copies_name_the_first(tmp_path, source_dir):
+    from tools.trainset.overlays import thumb_similarity
+
+    out = tmp_path / "gen"
+    generate.main(["--sources", str(source_dir), "--out", str(out), "--groups", "2",
+                   "--augly-share", "0", "--still-takes", "1"])
+    rows = _rows(out)
+    by_uuid = {r["uuid"]: r for r in rows}
+    takes = [r for r in rows if r["kind"] == "still_take"]
+    copies = [r for r in rows if r["kind"] == "still_copy"]
+    assert len(takes) == 4 and copies
+    assert all(r["is_duplicate"] == "False" and not r["duplicate_for"] for r in takes)
+    for r in copies:
+        root = by_uuid[r["duplicate_for"]]
+        assert r["is_duplicate"] == "True" and root["kind"] == "still_take"
+        assert rows.index(root) < rows.index(r)
+    for m in generate.load_done(out).values():
+        first, second = sorted((it for it in m["items"] if it["kind"] == "still_take"),
+                               key=lambda it: "other" in it)
+        a, b = (load(out / "videos" / f"{it['uuid']}.mp4").frames for it in (first, second))
+        assert np.abs(np.diff(a[:, ::4, ::4].astype(int), axis=0)).mean() < 12  # near-still
+        assert thumb_similarity(a[0], b[0]) < generate.STILL_TAKES_ALIKE + 0.05
+
+
 def test_planning_is_deterministic_and_stops_when_footage_runs_out(source_dir):
     from tools.trainset.plan import sources_from_dir
 

@@ -72,6 +72,30 @@ def _still_clip(it: dict, rng, sources, fps: float = 25.0) -> Clip:
     return clip_from_still(img, it["still_s"], fps)
 
 
+STILL_TAKES_ALIKE = 0.9  # thumbnail correlation above which two frames are one moment
+
+
+def _still_take(it: dict, rng, made: dict[str, Clip], sources, fps: float = 25.0) -> Clip:
+    """A near-still take (``overlays.near_still_take``) of the item's frame in the look drawn
+    from ``look_seed``; the second take of a pair uses its backup frame instead when its own
+    is too like the first take's (thumbnail correlation > STILL_TAKES_ALIKE), so that the
+    pair stays two different recordings."""
+    from tools.trainset.overlays import near_still_take, still_look, thumb_similarity
+
+    look = still_look(np.random.default_rng(it["look_seed"]))
+    frame = _load_piece(it["base"], sources).frames[0]
+    if "other" in it:
+        first = made["still_a:frame"].frames[0]
+        if frame.shape != first.shape or thumb_similarity(frame, first) > STILL_TAKES_ALIKE:
+            frame = _load_piece(it["backup"], sources).frames[0]
+    else:
+        made["still_a:frame"] = Clip(frame[None], fps)
+    clip = near_still_take(frame, it["still_s"], fps, look, rng)
+    if "other" not in it:
+        made[it["id"]] = clip
+    return clip
+
+
 def _has_pil() -> bool:
     import importlib.util
 
@@ -105,6 +129,10 @@ def build_item(it: dict, made: dict[str, Clip], files: dict[str, Path], sources
         base = visual.with_(audio=None if a is None else np.resize(a, m).astype(np.float32))
     elif kind == "still_negative":
         base = _still_clip(it, rng, sources)
+    elif kind == "still_take":
+        base = _still_take(it, rng, made, sources)
+    elif kind == "still_copy":
+        base = made[it["parent"]]
     else:  # hard_negative, template_negative, distractor
         base = _load_piece(it["base"], sources)
     return apply_chain(base, it["chain"], rng, _partners(it, sources), seeds)
@@ -201,7 +229,7 @@ def run(args) -> None:
     done = load_done(out)
     removed = clean_orphans(out, done)
     plans = plan_groups(sources, done, args.groups, args.seed, args.augly_share,
-                        args.max_per_source, tuple(args.copies))
+                        args.max_per_source, tuple(args.copies), args.still_takes)
     print(f"{len(sources)} sources ({sum(s.duration for s in sources) / 60:.1f} min), "
           f"{len(done)} groups done, {len(plans)} to make, {removed} orphan files removed",
           flush=True)
@@ -301,6 +329,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     r.add_argument("--copies", type=int, nargs=2, default=[3, 5], metavar=("MIN", "MAX"),
                    help="copies of each original (edits without partner footage use none, so "
                         "more copies per original stretch a small corpus further)")
+    r.add_argument("--still-takes", type=float, default=0.0, metavar="P",
+                   help="share of groups that also get two near-still takes of one fixed-camera "
+                        "setup (not copies of each other) and copies of the first")
     a = sub.add_parser("assemble", help="write OUT/manifest.csv from the done groups")
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--seed", type=int, default=0)

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from tools.trainset.edits import augly_assets, paste, random_text, register, _u
+from tools.trainset.edits import _disc, _u, augly_assets, paste, random_text, register
 from tools.trainset.media import Clip, fit_size, resize
 
 
@@ -195,3 +195,44 @@ def clip_from_still(img: np.ndarray, seconds: float, fps: float, zoom: float = 0
         dy, dx = int(h * z / 2), int(w * z / 2)
         frames[i] = resize(img[None, dy : h - dy, dx : w - dx], h, w)[0]
     return Clip(frames, fps, None)
+
+
+def still_look(rng: np.random.Generator) -> dict:
+    """The shared setup of near-still takes: how dark, how noisy, what moves. Two takes drawn
+    with one look differ only in the frame and in where the small movers walk."""
+    dark = rng.random() < 0.6
+    return {"gain": float(rng.uniform(0.25, 0.7)) if dark else 1.0,
+            "gamma": float(rng.uniform(1.2, 2.2)) if dark else 1.0,
+            "noise": float(rng.uniform(1.0, 4.0)), "zoom": float(rng.uniform(0.0, 0.05)),
+            "movers": int(rng.integers(0, 13)), "radius": int(rng.integers(2, 7)),
+            "shade": int(rng.integers(0, 60)), "speed": float(rng.uniform(0.3, 3.0))}
+
+
+def near_still_take(img: np.ndarray, seconds: float, fps: float, look: dict,
+                    rng: np.random.Generator) -> Clip:
+    """A silent near-still Clip of uint8 [h, w, 3] ``img`` the way a fixed camera films a
+    static scene (a lab arena, a desk, a window): the frame darkened by ``look``'s gain and
+    gamma, a slow zoom, sensor noise of ``look["noise"]`` grey levels per frame, and
+    ``look["movers"]`` small discs of ``look["radius"]`` px on random walks."""
+    frames = clip_from_still(img, seconds, fps, zoom=look["zoom"]).frames  # uint8, in place
+    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** look["gamma"] * look["gain"], 0, 255)
+    n, h, w = frames.shape[:3]
+    k = look["movers"]
+    pos = rng.uniform(0, 1, (k, 2)) * [h, w]
+    steps = rng.normal(0, look["speed"], (n, k, 2)).cumsum(axis=0)
+    dy, dx = _disc(look["radius"])
+    for i in range(n):
+        f = lut[frames[i]] + rng.normal(0, look["noise"], (h, w, 1))
+        if k:
+            p = (pos + steps[i]) % [h, w]
+            f[(p[:, :1].astype(int) + dy[None]) % h,
+              (p[:, 1:].astype(int) + dx[None]) % w] = look["shade"]
+        frames[i] = np.clip(f, 0, 255).astype(np.uint8)
+    return Clip(frames, fps, None)
+
+
+def thumb_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised correlation in [-1, 1] of two uint8 [h, w, 3] frames as 32×32 grey."""
+    ga, gb = (resize(f[None], 32, 32)[0].mean(axis=2).ravel() for f in (a, b))
+    ga, gb = ga - ga.mean(), gb - gb.mean()
+    return float(ga @ gb / (np.linalg.norm(ga) * np.linalg.norm(gb) + 1e-6))

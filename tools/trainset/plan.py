@@ -161,7 +161,7 @@ class Planner:
     def __init__(self, sources: list[Source], footage: Footage, seed: int,
                  augly_share: float = 0.1, p_exact: float = 0.04, p_partial: float = 0.35,
                  p_coc: float = 0.35, p_distractor: float = 0.15,
-                 copies: tuple[int, int] = (3, 5)):
+                 copies: tuple[int, int] = (3, 5), p_still_take: float = 0.0):
         self.sources = {s.id: s for s in sources}
         self.footage, self.seed = footage, seed
         self.augly_share = augly_share
@@ -171,7 +171,7 @@ class Planner:
         self.twins = {k: v for k, v in AUGLY_TWINS.items() if v in EDITS and
                       any(v in names for names in self.families.values())}
         self.p = {"exact": p_exact, "partial": p_partial, "coc": p_coc,
-                  "distractor": p_distractor}
+                  "distractor": p_distractor, "still_take": p_still_take}
         self.copies = copies  # (fewest, most) copies of each original
 
     # -- chains
@@ -256,6 +256,8 @@ class Planner:
         orig["id"] = "orig"
         self._copies(rng, add, orig, src, length)
         self._negatives(rng, add, orig, src, length, items)
+        if self.p["still_take"] and rng.random() < self.p["still_take"]:
+            self._still_takes(rng, add, src)
         return {"group": gid, "source": sid, "seed": self.seed, "items": items,
                 "seq": _topo_order(rng, items)}
 
@@ -326,6 +328,31 @@ class Planner:
                                           allow_partner=False)
                 add("distractor", base=p, chain=chain, source=p["source"])
 
+    def _still_takes(self, rng, add, src: Source) -> None:
+        """Two near-still takes of one fixed-camera setup (a frame each, from two moments of
+        the source, with one shared look: darkness, noise, small movers) and copies of the
+        first. The second take is not a copy: it is the lab's next recording, where only the
+        frame's content and the movers differ. ``backup`` is a frame of another source, used
+        when the source's two frames turn out alike (a static shot)."""
+        a = self.footage.take(src.id, 0.5, rng, min_len=0.2)
+        b = self.footage.take(src.id, 0.5, rng, min_len=0.2)
+        backup = self._partner(rng, src.id, 0.5, min_len=0.2)
+        if a is None or b is None or backup is None:
+            return
+        look_seed = int(rng.integers(0, 2**62))
+        dur = round(float(rng.uniform(4.0, 15.0)), 2)
+        first = add("still_take", base={"source": src.id, "start": a[0], "dur": a[1]},
+                    look_seed=look_seed, still_s=dur)
+        first["id"] = "still_a"
+        add("still_take", base={"source": src.id, "start": b[0], "dur": b[1]},
+            look_seed=look_seed, still_s=round(float(rng.uniform(4.0, 15.0)), 2),
+            backup=backup, other=first["uuid"], deps=["still_a"])
+        for _ in range(int(rng.integers(1, 3))):
+            chain, partners = self._with_partners(
+                rng, self.sample_chain(rng, self._chain_len(rng), False), src.id, dur)
+            add("still_copy", root="still_a", parent="still_a", deps=["still_a"], chain=chain,
+                partners=partners)
+
     def _light_chain(self, rng, has_audio: bool) -> list[str]:
         """0–1 edits without partners: negatives look edited as often as copies do."""
         return self.sample_chain(rng, 1, has_audio, allow_partner=False) \
@@ -355,7 +382,7 @@ class Planner:
 
 NEGATIVE_KINDS = {"original", "hard_negative", "same_audio_lookalike", "same_audio",
                   "template_negative",
-                  "still_negative", "distractor"}
+                  "still_negative", "distractor", "still_take"}
 
 
 def _topo_order(rng, items: list[dict]) -> list[str]:
@@ -381,7 +408,7 @@ def footage_of(plan: dict) -> list[tuple[str, float, float]]:
 
 def plan_groups(sources: list[Source], done: dict[str, dict], n_groups: int, seed: int,
                 augly_share: float = 0.1, max_per_source: int = 20,
-                copies: tuple[int, int] = (3, 5)) -> list[dict]:
+                copies: tuple[int, int] = (3, 5), p_still_take: float = 0.0) -> list[dict]:
     """Plans of the groups still to make so that done + new = n_groups (fewer when footage
     runs out). Group ids are ``<source>~<k>`` for the source's k-th group; sources take turns
     in a seeded order, so adding sources adds groups without touching done ones."""
@@ -389,7 +416,8 @@ def plan_groups(sources: list[Source], done: dict[str, dict], n_groups: int, see
     for g in done.values():
         for sid, a, b in g["footage"]:
             footage.reserve(sid, a, b)
-    planner = Planner(sources, footage, seed, augly_share, copies=copies)
+    planner = Planner(sources, footage, seed, augly_share, copies=copies,
+                      p_still_take=p_still_take)
     order = sorted((s.id for s in sources), key=lambda i: stable_hash(seed, i))
     plans, total = [], len(done)
     done_passes = {int(g.rsplit("~", 1)[1]) for g in done if "~" in g}
