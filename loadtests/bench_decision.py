@@ -56,13 +56,35 @@ def main() -> None:
                     t0 = time.perf_counter()
                     decide(f, cands, c)
                     times[name].append((time.perf_counter() - t0) * 1000)
-            catalog.add(VideoRecord(info.uuid, info.root, f.sha256, info.is_duplicate,
-                                    info.root if info.is_duplicate else "", "", 0.0, "",
-                                    f.duration_s, len(f.timestamps), 0.0), f)
+            catalog.add(
+                VideoRecord(
+                    info.uuid,
+                    info.root,
+                    f.sha256,
+                    info.is_duplicate,
+                    info.root if info.is_duplicate else "",
+                    "",
+                    0.0,
+                    "",
+                    f.duration_s,
+                    len(f.timestamps),
+                    0.0,
+                ),
+                f,
+            )
         catalog.close()
-    print(json.dumps({name: {"p50_ms": round(float(np.median(v)), 2),
-                             "p95_ms": round(float(np.percentile(v, 95)), 2), "checks": len(v)}
-                      for name, v in times.items()}))
+    print(
+        json.dumps(
+            {
+                name: {
+                    "p50_ms": round(float(np.median(v)), 2),
+                    "p95_ms": round(float(np.percentile(v, 95)), 2),
+                    "checks": len(v),
+                }
+                for name, v in times.items()
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

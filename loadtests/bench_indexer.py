@@ -41,10 +41,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from vdup.catalog.local import LocalCatalog, StoredRows
-from vdup.catalog.types import VideoRecord
+from vdup.catalog.local import LocalCatalog
+from vdup.catalog.types import StoredRows, VideoRecord
+from vdup.devstack.stack import ServiceProcess, shard_process
 from vdup.indexer.client import ShardedCatalog, placement
-from vdup.stack import ServiceProcess, shard_process
 
 
 def vectors(i: int, rows: int) -> np.ndarray:
@@ -56,14 +56,16 @@ def vectors(i: int, rows: int) -> np.ndarray:
 
 def item(i: int, rows: int) -> tuple[VideoRecord, StoredRows]:
     vid = f"video-{i:07d}"
-    rec = VideoRecord(vid, vid, f"{i:064x}", False, "", "", 0.0, "", float(rows), rows,
-                      1.7e9 + i)
-    return rec, StoredRows(vectors(i, rows), np.zeros(rows, np.int8),
-                           np.arange(rows, dtype=np.float32), np.zeros((0, 128), np.float16))
+    rec = VideoRecord(vid, vid, f"{i:064x}", False, "", "", 0.0, "", float(rows), rows, 1.7e9 + i)
+    return rec, StoredRows(
+        vectors(i, rows),
+        np.zeros(rows, np.int8),
+        np.arange(rows, dtype=np.float32),
+        np.zeros((0, 128), np.float16),
+    )
 
 
-def build(root: Path, n: int, rows: int, factory: str,
-          train_rows: int) -> tuple[Path, list[Path]]:
+def build(root: Path, n: int, rows: int, factory: str, train_rows: int) -> tuple[Path, list[Path]]:
     tag = f"{n}-{factory.replace(',', '_')}"
     big, parts = root / f"all-{tag}", [root / f"shard-{i}-of-2-{tag}" for i in range(2)]
     if (root / f"built-{tag}").exists():
@@ -81,8 +83,11 @@ def build(root: Path, n: int, rows: int, factory: str,
             for s in (0, 1):
                 cats[1 + s].add_many([x for x in items if placement(x[0].video_id, 2) == s])
             if start % 20_000 == 0:
-                print(f"built {start + len(items)} / {n} videos, {time.perf_counter() - t0:.0f} s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"built {start + len(items)} / {n} videos, {time.perf_counter() - t0:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     add(0, tail)
     for c in cats:
@@ -139,19 +144,34 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs) * 1000, q))
 
 
-def searches(big: Path, parts: list[Path], logs: Path, n: int, rows: int, queries: int,
-             factory: str, nprobe: int) -> list[dict]:
+def searches(
+    big: Path,
+    parts: list[Path],
+    logs: Path,
+    n: int,
+    rows: int,
+    queries: int,
+    factory: str,
+    nprobe: int,
+) -> list[dict]:
     env = {"VDUP_INDEXER_NPROBE": str(nprobe)}
-    procs = [shard_process(i, free_port(), d, index_factory=factory, env=env,
-                           log_path=logs / f"search-shard-{i}.log") for i, d in enumerate(parts)]
+    procs = [
+        shard_process(
+            i,
+            free_port(),
+            d,
+            index_factory=factory,
+            env=env,
+            log_path=logs / f"search-shard-{i}.log",
+        )
+        for i, d in enumerate(parts)
+    ]
     for p in procs:
         p.start()
     for p in procs:
         p.wait_ready(1800)
-    sharded = ShardedCatalog([p.ready_url.removesuffix("/readyz") for p in procs],
-                             timeout_s=120)
-    local = LocalCatalog(big, index_factory=factory, snapshot_every=0, nprobe=nprobe,
-                         threads=1)
+    sharded = ShardedCatalog([p.ready_url.removesuffix("/readyz") for p in procs], timeout_s=120)
+    local = LocalCatalog(big, index_factory=factory, snapshot_every=0, nprobe=nprobe, threads=1)
     rng = np.random.default_rng(7)
     results = []
     try:
@@ -163,8 +183,10 @@ def searches(big: Path, parts: list[Path], logs: Path, n: int, rows: int, querie
                 q = np.concatenate([base] * (q_rows // rows))
                 q = q + 0.3 * rng.standard_normal(q.shape).astype(np.float32) / np.sqrt(512)
                 qs.append(q / np.linalg.norm(q, axis=1, keepdims=True))
-            paths = (("local in-process", lambda q: local.search_vectors(q, True, 32, 20)),
-                     ("2 shards, scatter-gather", lambda q: sharded.search_vectors(q, 32, 20)))
+            paths = (
+                ("local in-process", lambda q: local.search_vectors(q, True, 32, 20)),
+                ("2 shards, scatter-gather", lambda q: sharded.search_vectors(q, 32, 20)),
+            )
             for name, fn in paths:
                 times, hits = [], 0
                 for j, (i, q) in enumerate(zip(picks, qs)):
@@ -174,19 +196,29 @@ def searches(big: Path, parts: list[Path], logs: Path, n: int, rows: int, querie
                     if j >= 10:
                         times.append(dt)
                         hits += cands[0].video_id == f"video-{int(i):07d}"
-                results.append({"query_rows": q_rows, "path": name, "p50_ms": pct(times, 50),
-                                "p95_ms": pct(times, 95), "mean_ms": statistics.mean(times) * 1000,
-                                "top1": hits / len(times)})
+                results.append(
+                    {
+                        "query_rows": q_rows,
+                        "path": name,
+                        "p50_ms": pct(times, 50),
+                        "p95_ms": pct(times, 95),
+                        "mean_ms": statistics.mean(times) * 1000,
+                        "top1": hits / len(times),
+                    }
+                )
                 print(json.dumps(results[-1]), flush=True)
-        for name, fn in (("get by id", lambda i: sharded.get(f"video-{i:07d}")),
-                         ("find_sha256", lambda i: sharded.find_sha256(f"{i:064x}"))):
+        for name, fn in (
+            ("get by id", lambda i: sharded.get(f"video-{i:07d}")),
+            ("find_sha256", lambda i: sharded.find_sha256(f"{i:064x}")),
+        ):
             times = []
             for i in rng.integers(0, n, 60).tolist():
                 t0 = time.perf_counter()
                 assert fn(i) is not None
                 times.append(time.perf_counter() - t0)
-            results.append({"path": "2 shards", "op": name, "p50_ms": pct(times, 50),
-                            "p95_ms": pct(times, 95)})
+            results.append(
+                {"path": "2 shards", "op": name, "p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
+            )
             print(json.dumps(results[-1]), flush=True)
     finally:
         sharded.close()
@@ -203,8 +235,12 @@ def main() -> int:
     ap.add_argument("--root", type=Path, default=Path("/tmp/vdup-bench-indexer"))
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--factory", default="Flat")
-    ap.add_argument("--train-rows", type=int, default=50_000,
-                    help="rows sampled to train a compressed --factory")
+    ap.add_argument(
+        "--train-rows",
+        type=int,
+        default=50_000,
+        help="rows sampled to train a compressed --factory",
+    )
     ap.add_argument("--nprobe", type=int, default=16)
     ap.add_argument("--skip-restart", action="store_true")
     ap.add_argument("--build-only", action="store_true")
@@ -216,9 +252,18 @@ def main() -> int:
     t0 = time.perf_counter()
     faiss.omp_set_num_threads(1)  # as the shards run (ShardSettings.omp_threads)
     big, parts = build(args.root, args.videos, args.rows, args.factory, args.train_rows)
-    print(json.dumps({"build_s": round(time.perf_counter() - t0, 1), "cpus": os.cpu_count(),
-                      "factory": args.factory, "videos": args.videos, "rows": args.rows}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "build_s": round(time.perf_counter() - t0, 1),
+                "cpus": os.cpu_count(),
+                "factory": args.factory,
+                "videos": args.videos,
+                "rows": args.rows,
+            }
+        ),
+        flush=True,
+    )
     if args.build_only:
         return 0
     if not args.skip_restart:
@@ -226,15 +271,16 @@ def main() -> int:
         print(json.dumps(r), flush=True)
     if args.skip_search:
         return 0
-    s = searches(big, parts, logs, args.videos, args.rows, args.queries, args.factory,
-                 args.nprobe)
-    print(f"\n| query rows | search | p50 ms | p95 ms | top-1 |\n|---|---|---|---|---|")
+    s = searches(big, parts, logs, args.videos, args.rows, args.queries, args.factory, args.nprobe)
+    print("\n| query rows | search | p50 ms | p95 ms | top-1 |\n|---|---|---|---|---|")
     for x in s:
         if "op" in x:
             print(f"| {x['op']} | {x['path']} | {x['p50_ms']:.1f} | {x['p95_ms']:.1f} | |")
         else:
-            print(f"| {x['query_rows']} | {x['path']} | {x['p50_ms']:.1f} | {x['p95_ms']:.1f} | "
-                  f"{x['top1']:.2f} |")
+            print(
+                f"| {x['query_rows']} | {x['path']} | {x['p50_ms']:.1f} | {x['p95_ms']:.1f} | "
+                f"{x['top1']:.2f} |"
+            )
     return 0
 
 

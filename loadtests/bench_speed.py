@@ -11,7 +11,6 @@ search, decision) against a catalog that already holds other videos. Prints a ma
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
 import statistics
 import subprocess
@@ -28,8 +27,10 @@ def floor_s(path: Path) -> tuple[float, str]:
     ffmpeg = shutil.which("ffmpeg")
     t0 = time.perf_counter()
     if ffmpeg:
-        subprocess.run([ffmpeg, "-v", "error", "-skip_frame", "nokey", "-i", str(path),
-                        "-f", "null", "-"], check=True)
+        subprocess.run(
+            [ffmpeg, "-v", "error", "-skip_frame", "nokey", "-i", str(path), "-f", "null", "-"],
+            check=True,
+        )
         return time.perf_counter() - t0, "ffmpeg -skip_frame nokey"
     with av.open(str(path)) as c:
         s = c.streams.video[0]

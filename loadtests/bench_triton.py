@@ -72,23 +72,29 @@ def main() -> int:
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
     args = parser.parse_args()
 
+    from vdup.devstack.triton import TritonServer
     from vdup.features.extractor import EmbeddedExtractor
     from vdup.settings import Settings
     from vdup.triton.client import TritonExtractor
-    from vdup.triton.server import TritonServer
 
     data = args.video.read_bytes()
     settings = Settings()
-    embedded = EmbeddedExtractor(settings.sampling(), settings.limits(), settings.sscd_model,
-                                 threads=settings.onnx_threads)
+    embedded = EmbeddedExtractor(
+        settings.sampling(), settings.limits(), settings.sscd_model, threads=settings.onnx_threads
+    )
     with ExitStack() as stack:
         url, server_pid = args.url, None
         if not url:
             log = Path(tempfile.mkdtemp(prefix="vdup-bench-")) / "triton.log"
-            server = stack.enter_context(TritonServer(
-                args.repository, http_port=free_port(), grpc_port=free_port(),
-                metrics_port=free_port(), log_path=log,
-            ))
+            server = stack.enter_context(
+                TritonServer(
+                    args.repository,
+                    http_port=free_port(),
+                    grpc_port=free_port(),
+                    metrics_port=free_port(),
+                    log_path=log,
+                )
+            )
             url, server_pid = server.grpc_url, server.process.pid
         triton = TritonExtractor(url, timeout_s=120)
         a, b = triton.extract(data), embedded.extract(data)
@@ -99,7 +105,7 @@ def main() -> int:
         runs: dict[str, list[tuple[float, float]]] = {"triton": [], "embedded": []}
         for i in range(args.runs):
             pair = [("triton", triton.extract, server_pid), ("embedded", embedded.extract, None)]
-            for name, fn, pid in (pair if i % 2 == 0 else pair[::-1]):
+            for name, fn, pid in pair if i % 2 == 0 else pair[::-1]:
                 runs[name].append(timed(fn, data, pid))
         triton.close()
 

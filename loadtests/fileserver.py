@@ -46,8 +46,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MEDIA_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
-               ".mkv": "video/x-matroska"}
+MEDIA_TYPES = {
+    ".mp4": "video/mp4",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+}
 
 
 def unique_variant(data: bytes, token: str) -> bytes:
@@ -111,10 +115,10 @@ def handler_for(pool: Pool) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             self._answer(send_body=True)
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._answer(send_body=False)
 
         def _answer(self, send_body: bool) -> None:
@@ -166,14 +170,24 @@ def start(pool: Pool, port: int = 0) -> ThreadingHTTPServer:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dev", type=Path, action="append", default=[],
-                    help="a dev benchmark folder (manifest.csv + videos/)")
-    ap.add_argument("--dir", type=Path, action="append", default=[],
-                    help="add every video file of this folder")
+    ap.add_argument(
+        "--dev",
+        type=Path,
+        action="append",
+        default=[],
+        help="a dev benchmark folder (manifest.csv + videos/)",
+    )
+    ap.add_argument(
+        "--dir", type=Path, action="append", default=[], help="add every video file of this folder"
+    )
     ap.add_argument("--file", type=Path, action="append", default=[], help="add this file")
     ap.add_argument("--port", type=int, default=0, help="0 = a free port")
-    ap.add_argument("--max-seconds", type=float, default=900.0,
-                    help="stop after this long, s (the server never outlives a run)")
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=900.0,
+        help="stop after this long, s (the server never outlives a run)",
+    )
     args = ap.parse_args(argv)
 
     files = [f for d in args.dev for f in dev_pool(d)]
@@ -189,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     print(f"http://127.0.0.1:{server.server_address[1]}", flush=True)
-    print(f"fileserver: {len(files)} files, stopping after {args.max_seconds:.0f} s",
-          file=sys.stderr, flush=True)
+    print(
+        f"fileserver: {len(files)} files, stopping after {args.max_seconds:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     deadline = time.monotonic() + args.max_seconds
     while not stop.is_set() and time.monotonic() < deadline:
         stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))

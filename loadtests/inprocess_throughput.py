@@ -29,17 +29,24 @@ from pathlib import Path
 
 from fileserver import unique_variant
 
-CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "bench" / "speed" / \
-    "vertical_720x1280_60s.mp4"
+CLIP = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "bench"
+    / "speed"
+    / "vertical_720x1280_60s.mp4"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clip", type=Path, default=CLIP)
-    ap.add_argument("--videos", type=int, default=30, help="checks to run (with --duration-s: "
-                    "the most)")
-    ap.add_argument("--duration-s", type=float, default=None,
-                    help="stop starting new checks after this long, s")
+    ap.add_argument(
+        "--videos", type=int, default=30, help="checks to run (with --duration-s: the most)"
+    )
+    ap.add_argument(
+        "--duration-s", type=float, default=None, help="stop starting new checks after this long, s"
+    )
     ap.add_argument("--threads", type=int, default=1, help="checks run side by side")
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = ap.parse_args(argv)
@@ -80,11 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         wall, cpu = time.perf_counter() - t_start, time.process_time() - cpu_start
     times.sort()
     result = {
-        "clip": args.clip.name, "videos": len(times), "threads": args.threads,
-        "wall_s": round(wall, 1), "videos_per_min": round(60 * len(times) / wall, 2),
+        "clip": args.clip.name,
+        "videos": len(times),
+        "threads": args.threads,
+        "wall_s": round(wall, 1),
+        "videos_per_min": round(60 * len(times) / wall, 2),
         "p50_ms": round(1000 * statistics.median(times)),
         "p95_ms": round(1000 * times[max(0, math.ceil(0.95 * len(times)) - 1)]),
-        "cpu_s": round(cpu, 1), "cpu_s_per_video": round(cpu / max(1, len(times)), 3),
+        "cpu_s": round(cpu, 1),
+        "cpu_s_per_video": round(cpu / max(1, len(times)), 3),
         "extractor": "triton" if Settings().triton_url else "embedded",
     }
     line = json.dumps(result)

@@ -59,11 +59,16 @@ MAX_BACKOFF_S = 10.0
 def _arguments(parser) -> None:
     parser.add_argument("--pool-url", default="", help="base URL of loadtests/fileserver.py")
     parser.add_argument("--mix", choices=sorted(MIXES), default="dev")
-    parser.add_argument("--clip", default="vertical_720x1280_60s.mp4",
-                        help="the pool file of the clip60 mix")
+    parser.add_argument(
+        "--clip", default="vertical_720x1280_60s.mp4", help="the pool file of the clip60 mix"
+    )
     parser.add_argument("--think-s", type=float, default=0.0, help="pause between actions, s")
-    parser.add_argument("--request-timeout-s", type=float, default=300.0,
-                        help="client-side timeout of one request, s")
+    parser.add_argument(
+        "--request-timeout-s",
+        type=float,
+        default=300.0,
+        help="client-side timeout of one request, s",
+    )
     parser.add_argument("--run-out", default="", help="write the run's JSON record here")
 
 
@@ -154,8 +159,10 @@ def _write_run(environment, **_kwargs) -> None:
         "started": LEDGER.started,
         "stopped": time.time(),
         "events": LEDGER.events,
-        "decisions": [{"action": a, "is_duplicate": d, "path": p, "count": n}
-                      for (a, d, p), n in sorted(LEDGER.decisions.items())],
+        "decisions": [
+            {"action": a, "is_duplicate": d, "path": p, "count": n}
+            for (a, d, p), n in sorted(LEDGER.decisions.items())
+        ],
     }
     with open(opts.run_out, "w") as f:
         json.dump(record, f)
@@ -211,8 +218,9 @@ class Uploader(FastHttpUser):
 
     def _check(self, action: str, url: str, name: str, group: str) -> None:
         vid = f"lt-{uuidlib.uuid4().hex}"
-        body = self._call("POST", CHECK, f"POST {CHECK} ({action})",
-                          json={"link": url, "uuid": vid})
+        body = self._call(
+            "POST", CHECK, f"POST {CHECK} ({action})", json={"link": url, "uuid": vid}
+        )
         if body is not None:
             LEDGER.uploads.append(Upload(vid, url, name, group))
             LEDGER.decisions[(action, bool(body.get("is_duplicate")), body.get("path", ""))] += 1

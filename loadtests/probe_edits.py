@@ -50,8 +50,11 @@ def audio_of(path: Path, max_s: float = 12.0) -> np.ndarray:
         if not c.streams.audio:
             return np.zeros(0, np.float32)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-        chunks = [o.to_ndarray().reshape(-1) for f in c.decode(c.streams.audio[0])
-                  for o in resampler.resample(f)]
+        chunks = [
+            o.to_ndarray().reshape(-1)
+            for f in c.decode(c.streams.audio[0])
+            for o in resampler.resample(f)
+        ]
     audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     return audio[: int(max_s * AUDIO_RATE)]
 
@@ -111,10 +114,12 @@ EDITS = {
     "vstack": lambda f, i, o: np.concatenate([resize(o[i % len(o)], *f.shape[:2]), f], axis=0),
     "blend": lambda f, i, o: (0.5 * f + 0.5 * resize(o[i % len(o)], *f.shape[:2])).astype(np.uint8),
     "pixelize": lambda f, i, o: pixelize(f),
-    "bright_contrast": lambda f, i, o: np.clip((f.astype(np.float32) - 128) * 0.6 + 178, 0,
-                                               255).astype(np.uint8),
+    "bright_contrast": lambda f, i, o: np.clip(
+        (f.astype(np.float32) - 128) * 0.6 + 178, 0, 255
+    ).astype(np.uint8),
     "meme": lambda f, i, o: np.concatenate(
-        [np.full((f.shape[0] // 3, f.shape[1], 3), 255, np.uint8), f], axis=0),
+        [np.full((f.shape[0] // 3, f.shape[1], 3), 255, np.uint8), f], axis=0
+    ),
     "shift": lambda f, i, o: np.roll(f, (f.shape[0] // 5, f.shape[1] // 5), axis=(0, 1)),
     "perspective_shake": lambda f, i, o: shake(f, i),
 }
@@ -125,8 +130,11 @@ def main() -> None:
     ap.add_argument("edits", nargs="*", help=f"some of: {' '.join(EDITS)} (default: all)")
     ap.add_argument("--clips", type=int, default=10)
     ap.add_argument("--manifest", type=Path, default=DEV)
-    ap.add_argument("--audio", action="store_true",
-                    help="keep the original's soundtrack (AugLy's edits keep it by default)")
+    ap.add_argument(
+        "--audio",
+        action="store_true",
+        help="keep the original's soundtrack (AugLy's edits keep it by default)",
+    )
     args = ap.parse_args()
     args.edits = args.edits or list(EDITS)
     if unknown := set(args.edits) - set(EDITS):
@@ -149,11 +157,9 @@ def main() -> None:
             other, _ = frames_of(args.manifest.parent / partners[k % len(partners)]["link"])
             sound = audio_of(args.manifest.parent / r["link"]) if args.audio else None
             for name in args.edits:
-                data = encode([EDITS[name](f, i, other) for i, f in enumerate(frames)], fps,
-                              sound)
+                data = encode([EDITS[name](f, i, other) for i, f in enumerate(frames)], fps, sound)
                 rec = checker.check(data, f"{name}-{k}").record
-                found[name].append((rec.is_duplicate and rec.duplicate_for == r["uuid"],
-                                    rec.score))
+                found[name].append((rec.is_duplicate and rec.duplicate_for == r["uuid"], rec.score))
                 checker.catalog.delete(f"{name}-{k}")
         checker.catalog.close()
     print("| edit | found | scores |")

@@ -17,7 +17,7 @@ BASELINE_ARGS  ?= --duration-s 300 --threads 1
 .PHONY: loadtest loadtest-baseline
 
 loadtest: install
-	$(BIN)/vdup loadtest --mix $(LOADTEST_MIX) --users $(LOADTEST_USERS) --time $(LOADTEST_TIME) \
+	$(BIN)/python loadtests/run.py --mix $(LOADTEST_MIX) --users $(LOADTEST_USERS) --time $(LOADTEST_TIME) \
 		$(LOADTEST_ARGS)
 
 loadtest-baseline: install

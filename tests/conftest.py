@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+from support import SHARED
+from support.media import make_video
 
-from media_factory import make_video  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DEV_MANIFEST = SHARED / "bench" / "dev" / "manifest.csv"
 
 

@@ -44,8 +44,9 @@ BOMB_SIDE = 16_000
 # ---------------------------------------------------------------- encoding sources
 
 
-def _frames(width: int, height: int, n: int, seed: int = 0,
-            flat: bool = False) -> Iterator[np.ndarray]:
+def _frames(
+    width: int, height: int, n: int, seed: int = 0, flat: bool = False
+) -> Iterator[np.ndarray]:
     """n uint8 [height, width, 3] frames: a seeded colour pattern that moves, or flat grey."""
     if flat:
         for _ in range(n):
@@ -75,22 +76,41 @@ def encode(
     are one grey (they compress to almost nothing at any size)."""
     with tempfile.TemporaryDirectory() as tmp:  # faststart re-reads its output: a real file
         path = Path(tmp) / f"clip.{container}"
-        _encode_to(str(path), codec, width, height, n_frames, fps, container, gop, audio_s,
-                   movflags, pix_fmt, flat)
+        _encode_to(
+            str(path),
+            codec,
+            width,
+            height,
+            n_frames,
+            fps,
+            container,
+            gop,
+            audio_s,
+            movflags,
+            pix_fmt,
+            flat,
+        )
         return path.read_bytes()
 
 
-def _encode_to(path, codec, width, height, n_frames, fps, container, gop, audio_s, movflags,
-               pix_fmt, flat) -> None:
-    out = av.open(path, mode="w", format=container,
-                  options={"movflags": movflags} if movflags else {})
+def _encode_to(
+    path, codec, width, height, n_frames, fps, container, gop, audio_s, movflags, pix_fmt, flat
+) -> None:
+    out = av.open(
+        path, mode="w", format=container, options={"movflags": movflags} if movflags else {}
+    )
     video = None
     if n_frames:
         video = out.add_stream(codec, rate=fps)
         video.width, video.height, video.pix_fmt = width, height, pix_fmt
         if codec == "libx264":
-            video.options = {"g": str(gop), "preset": "ultrafast", "bf": "0",
-                             "rc-lookahead": "0", "threads": "1"}
+            video.options = {
+                "g": str(gop),
+                "preset": "ultrafast",
+                "bf": "0",
+                "rc-lookahead": "0",
+                "threads": "1",
+            }
     audio = None
     if audio_s > 0:
         audio = out.add_stream("aac", rate=16_000)
@@ -105,8 +125,9 @@ def _encode_to(path, codec, width, height, n_frames, fps, container, gop, audio_
         t = np.arange(int(audio_s * 16_000)) / 16_000
         samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
         for i in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, i : i + 1024], format="flt",
-                                               layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                samples[None, i : i + 1024], format="flt", layout="mono"
+            )
             frame.sample_rate, frame.pts = 16_000, i
             out.mux(audio.encode(frame))
         out.mux(audio.encode())
@@ -130,12 +151,20 @@ def _png(width: int = 64, height: int = 48) -> bytes:
     raw = b"".join(b"\x00" + img[y].tobytes() for y in range(height))
 
     def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _audio_with_cover(seconds: float = 2.0) -> bytes:
@@ -155,8 +184,9 @@ def _audio_with_cover(seconds: float = 2.0) -> bytes:
         t = np.arange(int(seconds * 16_000)) / 16_000
         samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
         for i in range(0, len(samples), 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, i : i + 1024], format="flt",
-                                               layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                samples[None, i : i + 1024], format="flt", layout="mono"
+            )
             frame.sample_rate, frame.pts = 16_000, i
             out.mux(audio.encode(frame))
         out.mux(audio.encode())
@@ -174,8 +204,7 @@ def _mp3ish(seconds: float = 1.0) -> bytes:
     t = np.arange(int(seconds * 16_000)) / 16_000
     samples = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
     for i in range(0, len(samples), 1152):
-        frame = av.AudioFrame.from_ndarray(samples[None, i : i + 1152], format="s16",
-                                           layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples[None, i : i + 1152], format="s16", layout="mono")
         frame.sample_rate, frame.pts = 16_000, i
         out.mux(stream.encode(frame))
     out.mux(stream.encode())
@@ -186,8 +215,9 @@ def _mp3ish(seconds: float = 1.0) -> bytes:
 # ---------------------------------------------------------------- MP4 surgery
 
 
-def boxes(data: bytes, start: int = 0,
-          end: int | None = None) -> Iterator[tuple[bytes, int, int, int]]:
+def boxes(
+    data: bytes, start: int = 0, end: int | None = None
+) -> Iterator[tuple[bytes, int, int, int]]:
     """Top-level boxes of ``data[start:end]``: (type, offset, size, header length), in order.
 
     Stops at the first box whose size field does not fit (the file may be truncated)."""
@@ -273,21 +303,23 @@ def set_duration(data: bytes, kind: bytes, seconds: float) -> bytes:
     def fn(buf: bytearray, trak: int) -> None:
         movie_scale = _movie_timescale(data)
         for pos, _, header in _in_trak(buf, trak, "tkhd"):
-            _set_header_duration(buf, pos + header, seconds, timescale=movie_scale,
-                                 duration_at=20)
+            _set_header_duration(buf, pos + header, seconds, timescale=movie_scale, duration_at=20)
         for pos, _, header in _in_trak(buf, trak, "edts/elst"):  # the edit list cuts the rest
             count = struct.unpack(">I", buf[pos + header + 4 : pos + header + 8])[0]
             for i in range(count):
-                _set_header_duration(buf, pos + header, seconds, timescale=movie_scale,
-                                     duration_at=8 + 12 * i)
+                _set_header_duration(
+                    buf, pos + header, seconds, timescale=movie_scale, duration_at=8 + 12 * i
+                )
         for pos, _, header in _in_trak(buf, trak, "mdia/mdhd"):
-            scale = _set_header_duration(buf, pos + header, seconds, timescale_at=12,
-                                         duration_at=16)
+            scale = _set_header_duration(
+                buf, pos + header, seconds, timescale_at=12, duration_at=16
+            )
         for pos, _, header in _in_trak(buf, trak, "mdia/minf/stbl/stts"):
             count = struct.unpack(">I", buf[pos + header + 4 : pos + header + 8])[0]
-            samples = sum(struct.unpack(">I", buf[pos + header + 8 + 8 * i :
-                                                  pos + header + 12 + 8 * i])[0]
-                          for i in range(count))
+            samples = sum(
+                struct.unpack(">I", buf[pos + header + 8 + 8 * i : pos + header + 12 + 8 * i])[0]
+                for i in range(count)
+            )
             delta = min(int(seconds * scale / max(samples, 1)), 0x7FFFFFFF)
             for i in range(count):
                 struct.pack_into(">I", buf, pos + header + 12 + 8 * i, delta)
@@ -301,8 +333,14 @@ def _movie_timescale(data: bytes) -> int:
     return struct.unpack(">I", data[pos + header + 12 : pos + header + 16])[0]
 
 
-def _set_header_duration(buf: bytearray, body: int, seconds: float, timescale: int = 0,
-                         timescale_at: int = 0, duration_at: int = 0) -> int:
+def _set_header_duration(
+    buf: bytearray,
+    body: int,
+    seconds: float,
+    timescale: int = 0,
+    timescale_at: int = 0,
+    duration_at: int = 0,
+) -> int:
     """Version-0 full box (mvhd, mdhd, tkhd): write the duration; returns its timescale."""
     assert buf[body] == 0, "only version-0 headers are patched"
     if timescale_at:
@@ -316,7 +354,7 @@ def set_sample_count(data: bytes, count: int) -> bytes:
     count far beyond what the file holds."""
 
     def fn(buf: bytearray, trak: int) -> None:
-        for pos, size, header in _in_trak(buf, trak, "mdia/minf/stbl/stsz"):
+        for pos, _size, header in _in_trak(buf, trak, "mdia/minf/stbl/stsz"):
             struct.pack_into(">II", buf, pos + header + 4, 64, count)
 
     return patch_track(data, b"vide", fn)
@@ -404,92 +442,199 @@ DAY_S = 24 * 3600.0
 CASES: tuple[Case, ...] = (
     # not a video at all
     Case("empty.mp4", BAD, "zero-length upload", lambda: b""),
-    Case("random.bin", BAD, "64 KiB of random bytes",
-         lambda: np.random.default_rng(8).bytes(64 * 1024)),
-    Case("text.txt", BAD, "a plain text file",
-         lambda: b"This is not a video, it is a text file.\n" * 200),
-    Case("html.mp4", BAD, "an HTML error page saved under a video's name",
-         lambda: b"<!DOCTYPE html><html><body>404 Not Found</body></html>\n" * 20),
+    Case(
+        "random.bin",
+        BAD,
+        "64 KiB of random bytes",
+        lambda: np.random.default_rng(8).bytes(64 * 1024),
+    ),
+    Case(
+        "text.txt",
+        BAD,
+        "a plain text file",
+        lambda: b"This is not a video, it is a text file.\n" * 200,
+    ),
+    Case(
+        "html.mp4",
+        BAD,
+        "an HTML error page saved under a video's name",
+        lambda: b"<!DOCTYPE html><html><body>404 Not Found</body></html>\n" * 20,
+    ),
     # the wrong container
     Case("image.png", BAD, "a PNG still image (FFmpeg would read it as a one-frame video)", _png),
     Case("audio.wav", BAD, "a WAV file: audio only", _wav),
     Case("audio.mp3", BAD, "an MPEG audio file: audio only", _mp3ish),
-    Case("audio_only.mp4", BAD, "an MP4 with an AAC track and no video track",
-         lambda: encode(n_frames=0, audio_s=2.0)),
-    Case("audio_with_cover.mp4", BAD,
-         "an MP4 song with a cover picture, which FFmpeg lists as a one-frame video stream",
-         _audio_with_cover),
-    Case("concat_list.mp4", BAD, "an FFmpeg concat script: would make FFmpeg open local files",
-         lambda: b"ffconcat version 1.0\nfile seg.ts\nfile ../data/catalog.sqlite\n"),
-    Case("hls_playlist.mp4", BAD, "an HLS playlist: would make FFmpeg fetch URLs",
-         lambda: b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n"
-                 b"http://127.0.0.1:9/seg.ts\n#EXT-X-ENDLIST\n"),
+    Case(
+        "audio_only.mp4",
+        BAD,
+        "an MP4 with an AAC track and no video track",
+        lambda: encode(n_frames=0, audio_s=2.0),
+    ),
+    Case(
+        "audio_with_cover.mp4",
+        BAD,
+        "an MP4 song with a cover picture, which FFmpeg lists as a one-frame video stream",
+        _audio_with_cover,
+    ),
+    Case(
+        "concat_list.mp4",
+        BAD,
+        "an FFmpeg concat script: would make FFmpeg open local files",
+        lambda: b"ffconcat version 1.0\nfile seg.ts\nfile ../data/catalog.sqlite\n",
+    ),
+    Case(
+        "hls_playlist.mp4",
+        BAD,
+        "an HLS playlist: would make FFmpeg fetch URLs",
+        lambda: (
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n"
+            b"http://127.0.0.1:9/seg.ts\n#EXT-X-ENDLIST\n"
+        ),
+    ),
     # truncated
     Case("truncated_in_ftyp.mp4", BAD, "an MP4 cut inside its first box", lambda: _clip()[:16]),
-    Case("truncated_ftyp_only.mp4", BAD, "an MP4 cut right after its ftyp box: header only",
-         lambda: _clip()[: find_boxes(_clip(), "ftyp")[0][1]]),
-    Case("truncated_in_mdat.mp4", BAD, "an MP4 (moov last) cut half-way through mdat: no moov",
-         lambda: _cut_in(_clip(), "mdat")),
-    Case("truncated_in_moov.mp4", BAD, "an MP4 (moov last) cut 200 bytes before its end",
-         lambda: _clip()[:-200]),
-    Case("truncated_faststart_in_moov.mp4", BAD, "a fast-start MP4 cut half-way through moov",
-         lambda: _cut_in(_faststart(), "moov")),
-    Case("truncated_faststart_in_mdat.mp4", BAD,
-         "a fast-start MP4 cut half-way through mdat: its index points past the end",
-         lambda: _cut_in(_faststart(), "mdat")),
+    Case(
+        "truncated_ftyp_only.mp4",
+        BAD,
+        "an MP4 cut right after its ftyp box: header only",
+        lambda: _clip()[: find_boxes(_clip(), "ftyp")[0][1]],
+    ),
+    Case(
+        "truncated_in_mdat.mp4",
+        BAD,
+        "an MP4 (moov last) cut half-way through mdat: no moov",
+        lambda: _cut_in(_clip(), "mdat"),
+    ),
+    Case(
+        "truncated_in_moov.mp4",
+        BAD,
+        "an MP4 (moov last) cut 200 bytes before its end",
+        lambda: _clip()[:-200],
+    ),
+    Case(
+        "truncated_faststart_in_moov.mp4",
+        BAD,
+        "a fast-start MP4 cut half-way through moov",
+        lambda: _cut_in(_faststart(), "moov"),
+    ),
+    Case(
+        "truncated_faststart_in_mdat.mp4",
+        BAD,
+        "a fast-start MP4 cut half-way through mdat: its index points past the end",
+        lambda: _cut_in(_faststart(), "mdat"),
+    ),
     # damaged
-    Case("corrupt_moov.mp4", BAD, "moov payload overwritten with random bytes",
-         lambda: scramble_box(_faststart(), "moov", seed=1)),
-    Case("corrupt_stbl.mp4", BAD, "sample tables (stbl) overwritten with random bytes",
-         lambda: scramble_box(_faststart(), "moov/trak/mdia/minf/stbl", seed=2)),
-    Case("garbage_mdat.mp4", BAD, "a valid moov over an mdat of random bytes",
-         lambda: scramble_box(_clip(), "mdat", seed=3)),
-    Case("chunk_offsets_past_end.mp4", BAD, "every chunk offset (stco) points 2 GiB past the end",
-         lambda: set_chunk_offsets(_faststart(), 0x7FFF0000)),
+    Case(
+        "corrupt_moov.mp4",
+        BAD,
+        "moov payload overwritten with random bytes",
+        lambda: scramble_box(_faststart(), "moov", seed=1),
+    ),
+    Case(
+        "corrupt_stbl.mp4",
+        BAD,
+        "sample tables (stbl) overwritten with random bytes",
+        lambda: scramble_box(_faststart(), "moov/trak/mdia/minf/stbl", seed=2),
+    ),
+    Case(
+        "garbage_mdat.mp4",
+        BAD,
+        "a valid moov over an mdat of random bytes",
+        lambda: scramble_box(_clip(), "mdat", seed=3),
+    ),
+    Case(
+        "chunk_offsets_past_end.mp4",
+        BAD,
+        "every chunk offset (stco) points 2 GiB past the end",
+        lambda: set_chunk_offsets(_faststart(), 0x7FFF0000),
+    ),
     # lying dimensions
-    Case("zero_dims.mp4", BAD, "MJPEG whose container (tkhd, stsd) and JPEG headers say 0x0",
-         lambda: set_dimensions(patch_mjpeg_sof(_mjpeg(), 0, 0), 0, 0)),
-    Case("zero_dims_raw.mov", BAD, "uncompressed video whose only size field says 0x0",
-         lambda: raw_video((0, 0))),
+    Case(
+        "zero_dims.mp4",
+        BAD,
+        "MJPEG whose container (tkhd, stsd) and JPEG headers say 0x0",
+        lambda: set_dimensions(patch_mjpeg_sof(_mjpeg(), 0, 0), 0, 0),
+    ),
+    Case(
+        "zero_dims_raw.mov",
+        BAD,
+        "uncompressed video whose only size field says 0x0",
+        lambda: raw_video((0, 0)),
+    ),
     # decompression bombs and resource exhaustion
-    Case("bomb_declared_16000.mp4", TOO_LARGE,
-         f"an 18 KiB MJPEG declaring {BOMB_SIDE}x{BOMB_SIDE} everywhere (~384 MB a frame)",
-         lambda: set_dimensions(patch_mjpeg_sof(_mjpeg(), BOMB_SIDE, BOMB_SIDE), BOMB_SIDE,
-                                BOMB_SIDE)),
-    Case("bomb_hidden_16000.mp4", BAD,
-         f"an MJPEG whose container says 64x48 and whose frames say {BOMB_SIDE}x{BOMB_SIDE}",
-         lambda: patch_mjpeg_sof(_mjpeg(), BOMB_SIDE, BOMB_SIDE)),
-    Case("resolution_change_wide.ts", TOO_LARGE,
-         "MPEG-TS whose H.264 opens at 64x48 and switches to 8192x16 frames: only the "
-         "per-frame check while decoding sees them",
-         lambda: encode(width=64, height=48, n_frames=10, container="mpegts")
-         + encode(width=8192, height=16, n_frames=2, container="mpegts")),
-    Case("resolution_change_bomb.ts", BAD,
-         "MPEG-TS whose H.264 opens at 64x48 and switches to 4160x4160 (17.3 Mpx) frames: "
-         "FFmpeg's pixel limit refuses to allocate them",
-         lambda: encode(width=64, height=48, n_frames=10, container="mpegts")
-         + encode(width=4160, height=4160, n_frames=1, container="mpegts", flat=True)),
-    Case("huge_duration.mp4", TOO_LARGE,
-         "30 frames whose headers and timestamps spread them over a day",
-         lambda: set_duration(_clip(), b"vide", DAY_S)),
-    Case("huge_audio_duration.mp4", TOO_LARGE, "a clip whose audio track lasts a day",
-         lambda: set_duration(_clip(), b"soun", DAY_S)),
-    Case("timestamps_past_duration.mp4", TOO_LARGE,
-         "frames 8 h apart under a duration FFmpeg cannot read (10 days overflows the 32-bit "
-         "header): only the timestamp check while decoding sees them",
-         lambda: set_duration(_clip(), b"vide", 10 * DAY_S)),
-    Case("huge_frame_count.mp4", TOO_LARGE,
-         "a 220 KB file whose sample table declares 50 million frames (FFmpeg would allocate "
-         "~1 GB of index for them)",
-         lambda: set_sample_count(_faststart(), 50_000_000)),
-    Case("many_tiny_frames.mp4", TOO_LARGE,
-         "21,000 16x16 keyframes at 1000 fps: more keyframes (each one decoded) than the "
-         "limit on decoded frames",
-         lambda: encode(width=16, height=16, n_frames=21_000, fps=1000, gop=1)),
-    Case("many_tiny_frames.ts", TOO_LARGE,
-         "21,000 16x16 frames in MPEG-TS (no index: every frame is decoded)",
-         lambda: encode(width=16, height=16, n_frames=21_000, fps=1000, gop=250,
-                        container="mpegts")),
+    Case(
+        "bomb_declared_16000.mp4",
+        TOO_LARGE,
+        f"an 18 KiB MJPEG declaring {BOMB_SIDE}x{BOMB_SIDE} everywhere (~384 MB a frame)",
+        lambda: set_dimensions(
+            patch_mjpeg_sof(_mjpeg(), BOMB_SIDE, BOMB_SIDE), BOMB_SIDE, BOMB_SIDE
+        ),
+    ),
+    Case(
+        "bomb_hidden_16000.mp4",
+        BAD,
+        f"an MJPEG whose container says 64x48 and whose frames say {BOMB_SIDE}x{BOMB_SIDE}",
+        lambda: patch_mjpeg_sof(_mjpeg(), BOMB_SIDE, BOMB_SIDE),
+    ),
+    Case(
+        "resolution_change_wide.ts",
+        TOO_LARGE,
+        "MPEG-TS whose H.264 opens at 64x48 and switches to 8192x16 frames: only the "
+        "per-frame check while decoding sees them",
+        lambda: (
+            encode(width=64, height=48, n_frames=10, container="mpegts")
+            + encode(width=8192, height=16, n_frames=2, container="mpegts")
+        ),
+    ),
+    Case(
+        "resolution_change_bomb.ts",
+        BAD,
+        "MPEG-TS whose H.264 opens at 64x48 and switches to 4160x4160 (17.3 Mpx) frames: "
+        "FFmpeg's pixel limit refuses to allocate them",
+        lambda: (
+            encode(width=64, height=48, n_frames=10, container="mpegts")
+            + encode(width=4160, height=4160, n_frames=1, container="mpegts", flat=True)
+        ),
+    ),
+    Case(
+        "huge_duration.mp4",
+        TOO_LARGE,
+        "30 frames whose headers and timestamps spread them over a day",
+        lambda: set_duration(_clip(), b"vide", DAY_S),
+    ),
+    Case(
+        "huge_audio_duration.mp4",
+        TOO_LARGE,
+        "a clip whose audio track lasts a day",
+        lambda: set_duration(_clip(), b"soun", DAY_S),
+    ),
+    Case(
+        "timestamps_past_duration.mp4",
+        TOO_LARGE,
+        "frames 8 h apart under a duration FFmpeg cannot read (10 days overflows the 32-bit "
+        "header): only the timestamp check while decoding sees them",
+        lambda: set_duration(_clip(), b"vide", 10 * DAY_S),
+    ),
+    Case(
+        "huge_frame_count.mp4",
+        TOO_LARGE,
+        "a 220 KB file whose sample table declares 50 million frames (FFmpeg would allocate "
+        "~1 GB of index for them)",
+        lambda: set_sample_count(_faststart(), 50_000_000),
+    ),
+    Case(
+        "many_tiny_frames.mp4",
+        TOO_LARGE,
+        "21,000 16x16 keyframes at 1000 fps: more keyframes (each one decoded) than the "
+        "limit on decoded frames",
+        lambda: encode(width=16, height=16, n_frames=21_000, fps=1000, gop=1),
+    ),
+    Case(
+        "many_tiny_frames.ts",
+        TOO_LARGE,
+        "21,000 16x16 frames in MPEG-TS (no index: every frame is decoded)",
+        lambda: encode(width=16, height=16, n_frames=21_000, fps=1000, gop=250, container="mpegts"),
+    ),
 )
 
 

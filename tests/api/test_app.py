@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from support.fileserver import serve_files
 from vdup.api.app import create_app
-from file_server import serve_files
 from vdup.settings import Settings
 
 
@@ -47,8 +47,9 @@ def test_check_by_link_then_a_copy_names_its_original(tmp_path, file_server):
 
 def test_upload_and_restart_keep_the_catalog(tmp_path, videos):
     with make_client(tmp_path) as client:
-        r = client.post("/videos", files={"file": ("a.mp4", videos["orig"], "video/mp4")},
-                        data={"uuid": "u-1"})
+        r = client.post(
+            "/videos", files={"file": ("a.mp4", videos["orig"], "video/mp4")}, data={"uuid": "u-1"}
+        )
         assert r.status_code == 200 and r.json()["uuid"] == "u-1"
     with make_client(tmp_path) as client:
         r = client.post("/videos", files={"file": ("b.mp4", videos["trim_crop"], "video/mp4")})
@@ -69,8 +70,12 @@ def test_bad_media_gets_a_4xx_with_a_message_and_nothing_is_added(tmp_path, file
 
 @pytest.mark.parametrize(
     "body, fragment",
-    [({}, "link"), ({"link": "http://a/x.mp4", "url": "http://b/y.mp4"}, "disagree"),
-     ({"link": "http://a/x.mp4", "uuid": "bad id!"}, "uuid"), ({"link": 5}, "link")],
+    [
+        ({}, "link"),
+        ({"link": "http://a/x.mp4", "url": "http://b/y.mp4"}, "disagree"),
+        ({"link": "http://a/x.mp4", "uuid": "bad id!"}, "uuid"),
+        ({"link": 5}, "link"),
+    ],
 )
 def test_invalid_bodies_get_a_clear_422(tmp_path, body, fragment):
     with make_client(tmp_path) as client:

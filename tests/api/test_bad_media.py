@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from file_server import serve_files
+from support.fileserver import serve_files
+from tools import make_bad_media as bad
 from vdup.api.app import create_app
 from vdup.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import make_bad_media as bad  # noqa: E402
 
 STATUS = {bad.BAD: 422, bad.TOO_LARGE: 413}
 #: Growth of the resident set allowed while the whole corpus is refused once more, MiB. Before
@@ -37,8 +33,7 @@ def corpus() -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    settings = Settings(data_dir=tmp_path_factory.mktemp("bad") / "data",
-                        fetch_allow=["127.0.0.1"])
+    settings = Settings(data_dir=tmp_path_factory.mktemp("bad") / "data", fetch_allow=["127.0.0.1"])
     with TestClient(create_app(settings), raise_server_exceptions=False) as c:
         yield c
 
@@ -52,7 +47,7 @@ def assert_refused(response, case: bad.Case) -> None:
     body = response.json()
     assert body["error"] == case.error
     assert isinstance(body["detail"], str) and len(body["detail"]) > 10
-    assert "Traceback" not in body["detail"] and "File \"" not in body["detail"]
+    assert "Traceback" not in body["detail"] and 'File "' not in body["detail"]
 
 
 @pytest.mark.parametrize("case", bad.CASES, ids=lambda c: c.name)
@@ -65,8 +60,7 @@ def test_each_bad_link_is_a_4xx_with_a_message(client, corpus):
         for case in bad.CASES:
             if not corpus[case.name] or case.name.startswith("many_tiny_frames"):
                 continue  # empty: a fetch gets bytes or fails; the slow ones: once is enough
-            r = client.post("/check-video-duplicate",
-                            json={"link": f"{served.base}/{case.name}"})
+            r = client.post("/check-video-duplicate", json={"link": f"{served.base}/{case.name}"})
             assert_refused(r, case)
 
 
@@ -113,8 +107,7 @@ def test_memory_stays_bounded_while_the_corpus_is_refused_again(client, corpus):
     assert client.get("/healthz").status_code == 200
 
 
-def test_an_upload_over_the_size_limit_is_413_before_it_is_decoded(client, videos,
-                                                                   monkeypatch):
+def test_an_upload_over_the_size_limit_is_413_before_it_is_decoded(client, videos, monkeypatch):
     settings = client.app.state.vdup.settings
     monkeypatch.setattr(settings, "fetch_max_bytes", 10_000)
     r = upload(client, "big.mp4", videos["orig"])  # within the body limit, over the file limit
@@ -123,8 +116,10 @@ def test_an_upload_over_the_size_limit_is_413_before_it_is_decoded(client, video
     assert client.get("/videos/big").status_code == 404
 
 
-PART_HEAD = (b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
-             b"Content-Type: video/mp4\r\n\r\n")
+PART_HEAD = (
+    b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
+    b"Content-Type: video/mp4\r\n\r\n"
+)
 
 
 def test_a_request_body_over_the_limit_is_refused_while_it_arrives(client, monkeypatch):
@@ -148,10 +143,20 @@ def test_a_request_body_over_the_limit_is_refused_while_it_arrives(client, monke
         async def send(message: dict) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-                 "method": "POST", "scheme": "http", "path": "/videos", "raw_path": b"/videos",
-                 "query_string": b"", "root_path": "", "headers": headers,
-                 "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/videos",
+            "raw_path": b"/videos",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+        }
         await client.app(scope, receive, send)
         return pulled, sent
 

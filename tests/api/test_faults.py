@@ -17,8 +17,9 @@ from vdup.settings import Settings
 
 
 def upload(client: TestClient, data: bytes, uuid: str):
-    return client.post("/videos", files={"file": (f"{uuid}.mp4", data, "video/mp4")},
-                       data={"uuid": uuid})
+    return client.post(
+        "/videos", files={"file": (f"{uuid}.mp4", data, "video/mp4")}, data={"uuid": uuid}
+    )
 
 
 def test_triton_unreachable_is_503_with_retry_after_then_the_service_recovers(
@@ -31,7 +32,7 @@ def test_triton_unreachable_is_503_with_retry_after_then_the_service_recovers(
         monkeypatch.setenv("VDUP_TRITON_TIMEOUT_S", "5")
         with TestClient(create_app(Settings(data_dir=data_dir))) as client:
             assert client.get("/readyz").status_code == 503
-            for attempt in range(2):
+            for _attempt in range(2):
                 r = upload(client, videos["orig"], "orig")
                 assert r.status_code == 503, r.text
                 assert int(r.headers["Retry-After"]) > 0
@@ -58,8 +59,12 @@ def catalog_of(client: TestClient):
         # SQLite's own cap on the file's size gives the error a full disk gives (SQLITE_FULL)
         # once a write needs a new page: a real full disk cannot be made here (no root mounts),
         # and root ignores chmod.
-        ("disk full", "PRAGMA max_page_count = {pages}", "PRAGMA max_page_count = 4294967294",
-         "full"),
+        (
+            "disk full",
+            "PRAGMA max_page_count = {pages}",
+            "PRAGMA max_page_count = 4294967294",
+            "full",
+        ),
         # SQLite's read-only mode refuses every write, as a read-only file or mount would.
         ("read-only", "PRAGMA query_only = 1", "PRAGMA query_only = 0", "readonly"),
     ],

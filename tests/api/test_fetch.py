@@ -91,8 +91,11 @@ class HostileServer:
                 listeners.append(socket.create_server(("127.0.0.2", port)))
                 if socket.has_ipv6:
                     try:
-                        listeners.append(socket.create_server(
-                            ("::1", port), family=socket.AF_INET6, dualstack_ipv6=False))
+                        listeners.append(
+                            socket.create_server(
+                                ("::1", port), family=socket.AF_INET6, dualstack_ipv6=False
+                            )
+                        )
                     except OSError as exc:
                         if exc.errno == 98:  # EADDRINUSE: try another port
                             raise
@@ -175,14 +178,18 @@ class HostileServer:
 
 
 def _head(status_line: str, headers: dict[str, str]) -> bytes:
-    lines = [f"HTTP/1.1 {status_line}", *(f"{k}: {v}" for k, v in headers.items()),
-             "Connection: close"]
+    lines = [
+        f"HTTP/1.1 {status_line}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+        "Connection: close",
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def ok(body: bytes, **headers: str) -> Route:
     def route(server: HostileServer, sock: socket.socket) -> None:
         sock.sendall(_head("200 OK", {"Content-Length": str(len(body)), **headers}) + body)
+
     return route
 
 
@@ -190,50 +197,61 @@ def status(code: int) -> Route:
     def route(server: HostileServer, sock: socket.socket) -> None:
         body = f"status {code}".encode()
         sock.sendall(_head(f"{code} Whatever", {"Content-Length": str(len(body))}) + body)
+
     return route
 
 
 def redirect(location: str, code: int = 302) -> Route:
     def route(server: HostileServer, sock: socket.socket) -> None:
         sock.sendall(_head(f"{code} Moved", {"Location": location, "Content-Length": "0"}))
+
     return route
 
 
 def declared(length: int, body: bytes) -> Route:
     """Declares ``length`` bytes, sends ``body`` (longer or shorter), then closes."""
+
     def route(server: HostileServer, sock: socket.socket) -> None:
         sock.sendall(_head("200 OK", {"Content-Length": str(length)}) + body)
+
     return route
 
 
 def stall(length: int) -> Route:
     """Headers declaring ``length`` bytes, then silence until the test ends."""
+
     def route(server: HostileServer, sock: socket.socket) -> None:
         sock.sendall(_head("200 OK", {"Content-Length": str(length)}))
         server.stop.wait(10)
+
     return route
 
 
 def mute() -> Route:
     """Reads the request and never answers."""
+
     def route(server: HostileServer, sock: socket.socket) -> None:
         server.stop.wait(10)
+
     return route
 
 
 def drip(length: int, every_s: float) -> Route:
     """One byte every ``every_s`` seconds: no single read is slow, the whole is."""
+
     def route(server: HostileServer, sock: socket.socket) -> None:
         sock.sendall(_head("200 OK", {"Content-Length": str(length)}))
         for _ in range(length):
             if server.stop.wait(every_s):
                 return
             sock.sendall(b"x")
+
     return route
 
 
 def chunked(total: int | None, chunk: int = 64 * KiB) -> Route:
     """A chunked body of ``total`` bytes, or endless (for at most 10 s) when None."""
+
     def route(server: HostileServer, sock: socket.socket) -> None:
         sock.sendall(_head("200 OK", {"Transfer-Encoding": "chunked"}))
         sent, until = 0, time.monotonic() + 10
@@ -244,6 +262,7 @@ def chunked(total: int | None, chunk: int = 64 * KiB) -> Route:
             sock.sendall(b"%x\r\n" % n + b"v" * n + b"\r\n")
             sent += n
         sock.sendall(b"0\r\n\r\n")
+
     return route
 
 
@@ -268,9 +287,9 @@ class LoopbackOnly(httpcore.AsyncNetworkBackend):
             self.violations.append(host)
             raise AssertionError(f"the fetcher tried to connect to {host}:{port}")
         self.connects.append((host, port))
-        return await self.inner.connect_tcp(host, port, timeout=timeout,
-                                            local_address=local_address,
-                                            socket_options=socket_options)
+        return await self.inner.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         self.violations.append(path)
@@ -369,8 +388,11 @@ def test_one_fetcher_serves_many_links_and_keeps_no_cookies(
 ) -> None:
     server.routes["/cookie"] = ok(b"hi", **{"Set-Cookie": "session=secret; Path=/"})
     base = f"http://127.0.0.1:{server.port}"
-    assert fetch_all([f"{base}/cookie", f"{base}/video.mp4", f"{base}/video.mp4"],
-                     wire, dns) == [b"hi", VIDEO, VIDEO]
+    assert fetch_all([f"{base}/cookie", f"{base}/video.mp4", f"{base}/video.mp4"], wire, dns) == [
+        b"hi",
+        VIDEO,
+        VIDEO,
+    ]
     assert [("cookie" in seen.headers) for seen in server.requests] == [False, False, False]
 
 
@@ -397,9 +419,15 @@ def test_allow_listed_name_may_resolve_to_a_private_address(
 ) -> None:
     dns.answers["video.test"] = [["127.0.0.1"]]
     dns.answers["other.test"] = [["127.0.0.1"]]
-    results = fetch_all([f"http://video.test:{server.port}/video.mp4",
-                         f"http://other.test:{server.port}/video.mp4"],
-                        wire, dns, allow=("video.test",))
+    results = fetch_all(
+        [
+            f"http://video.test:{server.port}/video.mp4",
+            f"http://other.test:{server.port}/video.mp4",
+        ],
+        wire,
+        dns,
+        allow=("video.test",),
+    )
     assert results[0] == VIDEO
     assert isinstance(results[1], FetchRefused)
     assert "other.test resolves to a loopback address" in results[1].message
@@ -420,9 +448,24 @@ def test_one_refused_answer_refuses_the_name(
 
 @pytest.mark.parametrize(
     "host",
-    ["127.0.0.1", "127.0.0.2", "[::1]", "[0:0:0:0:0:0:0:1]", "0x7f000001", "2130706433", "127.1",
-     "0x7f.1", "0177.0.0.1", "017700000001", "localhost", "LOCALHOST.", "[::ffff:127.0.0.1]",
-     "[::ffff:7f00:2]", "[::127.0.0.1]", "１２７.０.０.１"],
+    [
+        "127.0.0.1",
+        "127.0.0.2",
+        "[::1]",
+        "[0:0:0:0:0:0:0:1]",
+        "0x7f000001",
+        "2130706433",
+        "127.1",
+        "0x7f.1",
+        "0177.0.0.1",
+        "017700000001",
+        "localhost",
+        "LOCALHOST.",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:2]",
+        "[::127.0.0.1]",
+        "１２７.０.０.１",
+    ],
 )
 def test_loopback_tricks_are_refused_before_connecting(
     host: str, server: HostileServer, wire: LoopbackOnly, dns: FakeDNS
@@ -444,9 +487,7 @@ def test_unknown_name_fails_without_connecting(
     assert wire.connects == []
 
 
-def test_slow_dns_trips_the_connect_deadline(
-    server: HostileServer, wire: LoopbackOnly
-) -> None:
+def test_slow_dns_trips_the_connect_deadline(server: HostileServer, wire: LoopbackOnly) -> None:
     slow = FakeDNS({"video.test": [["127.0.0.1"]]}, delay_s=5)
     t0 = time.monotonic()
     with pytest.raises(FetchTimeout, match="could not connect to video.test") as caught:
@@ -477,8 +518,10 @@ def test_follows_a_redirect(server: HostileServer, wire: LoopbackOnly, dns: Fake
         ("http://loop.test:{port}/video.mp4", "loop.test resolves to a loopback address"),
         ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
         ("http://[fd00:ec2::254]/latest/meta-data/", "cloud metadata"),
-        ("http://metadata.test/computeMetadata/v1/",
-         "metadata.test resolves to the cloud metadata"),
+        (
+            "http://metadata.test/computeMetadata/v1/",
+            "metadata.test resolves to the cloud metadata",
+        ),
         ("http://10.0.0.5:{port}/", "10.0.0.5 is a private address"),
         ("http://[::ffff:a9fe:a9fe]/", "IPv4-mapped form of the cloud metadata"),
         ("http://0xa9fea9fe/", "0xa9fea9fe (169.254.169.254) is the cloud metadata"),
@@ -509,7 +552,14 @@ def test_redirect_chain_is_bounded(server: HostileServer, wire: LoopbackOnly, dn
     assert three == VIDEO
     assert isinstance(four, FetchFailed) and four.message == "link failed: more than 3 redirects"
     assert server.paths() == [
-        "/hop3", "/hop2", "/hop1", "/hop0", "/hop4", "/hop3", "/hop2", "/hop1",
+        "/hop3",
+        "/hop2",
+        "/hop1",
+        "/hop0",
+        "/hop4",
+        "/hop3",
+        "/hop2",
+        "/hop1",
     ]
 
 
@@ -565,8 +615,13 @@ def test_slow_drip_trips_the_total_deadline(
     server.routes["/drip"] = drip(1000, every_s=0.05)
     t0 = time.monotonic()
     with pytest.raises(FetchTimeout, match=r"took longer than 0.6 s"):
-        fetch(f"http://127.0.0.1:{server.port}/drip", wire, dns,
-              read_timeout_s=1.0, total_timeout_s=0.6)
+        fetch(
+            f"http://127.0.0.1:{server.port}/drip",
+            wire,
+            dns,
+            read_timeout_s=1.0,
+            total_timeout_s=0.6,
+        )
     assert 0.5 < time.monotonic() - t0 < 2.5
 
 
@@ -591,8 +646,13 @@ def test_declared_length_over_the_limit_is_refused_before_the_body(
     server.routes["/huge"] = stall(10**12)
     t0 = time.monotonic()
     with pytest.raises(MediaTooLarge, match="over the 64.0 MiB limit") as caught:
-        fetch(f"http://127.0.0.1:{server.port}/huge", wire, dns,
-              max_bytes=64 * 1024 * 1024, read_timeout_s=5.0)
+        fetch(
+            f"http://127.0.0.1:{server.port}/huge",
+            wire,
+            dns,
+            max_bytes=64 * 1024 * 1024,
+            read_timeout_s=5.0,
+        )
     assert time.monotonic() - t0 < 1.5
     assert caught.value.status_code == 413
 
@@ -639,14 +699,22 @@ def test_chunked_body_limit_is_exact(
 def test_declared_length_at_the_limit_is_fine(
     server: HostileServer, wire: LoopbackOnly, dns: FakeDNS
 ) -> None:
-    assert fetch(f"http://127.0.0.1:{server.port}/video.mp4", wire, dns,
-                 max_bytes=len(VIDEO)) == VIDEO
+    assert (
+        fetch(f"http://127.0.0.1:{server.port}/video.mp4", wire, dns, max_bytes=len(VIDEO)) == VIDEO
+    )
     with pytest.raises(MediaTooLarge, match=f"{len(VIDEO)} bytes, over the {len(VIDEO) - 1}"):
         fetch(f"http://127.0.0.1:{server.port}/video.mp4", wire, dns, max_bytes=len(VIDEO) - 1)
 
 
-@pytest.mark.parametrize(("code", "phrase"), [(404, "Not Found"), (500, "Internal Server Error"),
-                                              (403, "Forbidden"), (300, "Multiple Choices")])
+@pytest.mark.parametrize(
+    ("code", "phrase"),
+    [
+        (404, "Not Found"),
+        (500, "Internal Server Error"),
+        (403, "Forbidden"),
+        (300, "Multiple Choices"),
+    ],
+)
 def test_non_2xx_final_status_fails_with_the_status(
     code: int, phrase: str, server: HostileServer, wire: LoopbackOnly, dns: FakeDNS
 ) -> None:
@@ -683,10 +751,29 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "1", "-subj", "/CN=video.test", "-addext",
-         "subjectAltName=DNS:video.test", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=30,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=video.test",
+            "-addext",
+            "subjectAltName=DNS:video.test",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     return cert, key
 
@@ -712,8 +799,12 @@ def test_https_to_a_pinned_name_uses_sni_and_checks_the_certificate(
     tls_server: HostileServer, certificate: tuple[Path, Path], wire: LoopbackOnly, dns: FakeDNS
 ) -> None:
     dns.answers["video.test"] = [["127.0.0.1"]]
-    data = fetch(f"https://video.test:{tls_server.port}/video.mp4", wire, dns,
-                 tls_context=_trusting(certificate))
+    data = fetch(
+        f"https://video.test:{tls_server.port}/video.mp4",
+        wire,
+        dns,
+        tls_context=_trusting(certificate),
+    )
     assert data == VIDEO
     assert tls_server.sni == ["video.test"]
     assert tls_server.requests[0].headers["host"] == f"video.test:{tls_server.port}"
@@ -722,13 +813,20 @@ def test_https_to_a_pinned_name_uses_sni_and_checks_the_certificate(
 
 @pytest.mark.parametrize("host", ["other.test", "127.0.0.1"])
 def test_https_certificate_must_match_the_link_host_not_the_address(
-    host: str, tls_server: HostileServer, certificate: tuple[Path, Path], wire: LoopbackOnly,
+    host: str,
+    tls_server: HostileServer,
+    certificate: tuple[Path, Path],
+    wire: LoopbackOnly,
     dns: FakeDNS,
 ) -> None:
     dns.answers["other.test"] = [["127.0.0.1"]]
     with pytest.raises(FetchFailed, match="certificate verify failed"):
-        fetch(f"https://{host}:{tls_server.port}/video.mp4", wire, dns,
-              tls_context=_trusting(certificate))
+        fetch(
+            f"https://{host}:{tls_server.port}/video.mp4",
+            wire,
+            dns,
+            tls_context=_trusting(certificate),
+        )
     assert tls_server.requests == []
 
 
@@ -748,13 +846,23 @@ def test_fetch_bytes_uses_a_client_of_its_own(server: HostileServer) -> None:
 
 
 def test_settings_from_service_settings() -> None:
-    service = SimpleNamespace(fetch_allow="127.0.0.1, files.example.com", fetch_max_bytes=1000,
-                              fetch_connect_timeout_s=1.5, fetch_read_timeout_s=2.5,
-                              fetch_total_timeout_s=30.0, fetch_max_redirects=2)
+    service = SimpleNamespace(
+        fetch_allow="127.0.0.1, files.example.com",
+        fetch_max_bytes=1000,
+        fetch_connect_timeout_s=1.5,
+        fetch_read_timeout_s=2.5,
+        fetch_total_timeout_s=30.0,
+        fetch_max_redirects=2,
+    )
     got = fetch_settings_from(service)
     assert got.policy == AddressPolicy.from_allow_list(["127.0.0.1", "files.example.com"])
-    assert (got.max_bytes, got.connect_timeout_s, got.read_timeout_s, got.total_timeout_s,
-            got.max_redirects) == (1000, 1.5, 2.5, 30.0, 2)
+    assert (
+        got.max_bytes,
+        got.connect_timeout_s,
+        got.read_timeout_s,
+        got.total_timeout_s,
+        got.max_redirects,
+    ) == (1000, 1.5, 2.5, 30.0, 2)
     assert fetch_settings_from(SimpleNamespace()) == FetchSettings()
     assert FetchSettings().max_bytes == 200 * 1024 * 1024
 

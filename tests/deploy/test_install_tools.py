@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from .conftest import ROOT, run, tool
+
+pytestmark = pytest.mark.slow  # runs the tool installer
 
 
 def test_install_script_is_quick_when_tools_are_present() -> None:

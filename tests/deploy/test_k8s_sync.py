@@ -22,7 +22,9 @@ def test_k8s_matches_the_chart(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     fresh = _tree(tmp_path)
     committed = {k: v for k, v in _tree(K8S).items() if k.split("/")[0] in PROFILES}
-    assert sorted(fresh) == sorted(committed), "k8s/ has other files than the chart renders: run tools/render-k8s.sh"
+    assert sorted(fresh) == sorted(committed), (
+        "k8s/ has other files than the chart renders: run tools/render-k8s.sh"
+    )
     stale = [name for name in fresh if fresh[name] != committed[name]]
     assert not stale, f"k8s/ is out of date with the chart, run tools/render-k8s.sh: {stale}"
 

@@ -7,9 +7,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from .conftest import K8S_VERSIONS, Rendered, run, tool
 
-KNOWN_CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+pytestmark = pytest.mark.slow  # kubernetes-validate over the rendered chart
+
+KNOWN_CRDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 
 def test_kubernetes_validate_strict(rendered: Rendered, tmp_path: Path) -> None:
@@ -29,4 +36,6 @@ def test_kubernetes_validate_strict(rendered: Rendered, tmp_path: Path) -> None:
     unexpected = sorted(set(unknown) - KNOWN_CRDS)
     assert not unexpected, f"no schema for {unexpected}:\n{problems}"
     crds = sum(1 for o in rendered.objects if (o["apiVersion"], o["kind"]) in KNOWN_CRDS)
-    assert output.count(" passed for resource ") == (len(rendered.objects) - crds) * len(K8S_VERSIONS), problems
+    assert output.count(" passed for resource ") == (len(rendered.objects) - crds) * len(
+        K8S_VERSIONS
+    ), problems

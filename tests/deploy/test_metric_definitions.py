@@ -28,11 +28,22 @@ EXPECTED: dict[str, tuple[type, tuple[str, ...]]] = {
     "vdup_shard_snapshot_duration_seconds": (Histogram, ("shard",)),
     "vdup_shard_wal_bytes": (Gauge, ("shard",)),
 }
-UNBOUNDED_LABELS = {"id", "video_id", "url", "link", "host", "ip", "user", "api_key", "path_raw", "pod"}
+UNBOUNDED_LABELS = {
+    "id",
+    "video_id",
+    "url",
+    "link",
+    "host",
+    "ip",
+    "user",
+    "api_key",
+    "path_raw",
+    "pod",
+}
 
 
 def _by_name() -> dict[str, object]:
-    return {m._name: m for m in metrics.VDUP_METRICS}  # noqa: SLF001 - prometheus_client keeps the name here
+    return {m._name: m for m in metrics.VDUP_METRICS}
 
 
 def test_definitions() -> None:
@@ -41,15 +52,21 @@ def test_definitions() -> None:
     for name, (kind, labels) in EXPECTED.items():
         metric = found[name]
         assert isinstance(metric, kind), name
-        assert tuple(metric._labelnames) == labels, name  # noqa: SLF001
+        assert tuple(metric._labelnames) == labels, name
         assert not set(labels) & UNBOUNDED_LABELS, name
 
 
 def test_exported_names_include_suffixes() -> None:
     names = metrics.ALL_METRIC_NAMES
-    assert {"vdup_http_requests_total", "vdup_http_request_duration_seconds_bucket",
-            "vdup_http_request_duration_seconds_sum", "vdup_http_request_duration_seconds_count",
-            "vdup_inflight_requests", "vdup_shard_vectors", "vdup_videos_checked_total"} <= names
+    assert {
+        "vdup_http_requests_total",
+        "vdup_http_request_duration_seconds_bucket",
+        "vdup_http_request_duration_seconds_sum",
+        "vdup_http_request_duration_seconds_count",
+        "vdup_inflight_requests",
+        "vdup_shard_vectors",
+        "vdup_videos_checked_total",
+    } <= names
     assert "vdup_http_requests" not in names and "vdup_stage_duration_seconds" not in names
     assert all(n.startswith("vdup_") for n in names)
 
@@ -68,7 +85,7 @@ def test_a_scrape_shows_exactly_the_declared_names() -> None:
     Children are created at zero and removed again: no value of the shared objects changes."""
     scraped: set[str] = set()
     for metric in metrics.VDUP_METRICS:
-        values = ["x"] * len(metric._labelnames)  # noqa: SLF001
+        values = ["x"] * len(metric._labelnames)
         if values:
             metric.labels(*values)
         try:
@@ -80,9 +97,16 @@ def test_a_scrape_shows_exactly_the_declared_names() -> None:
     assert {n for n in metrics.ALL_METRIC_NAMES if not n.endswith("_created")} <= scraped
 
 
-@pytest.mark.parametrize("buckets", [
-    metrics.HTTP_BUCKETS, metrics.STAGE_BUCKETS, metrics.BACKEND_BUCKETS,
-    metrics.SEARCH_BUCKETS, metrics.ADD_BUCKETS, metrics.SNAPSHOT_BUCKETS,
-])
+@pytest.mark.parametrize(
+    "buckets",
+    [
+        metrics.HTTP_BUCKETS,
+        metrics.STAGE_BUCKETS,
+        metrics.BACKEND_BUCKETS,
+        metrics.SEARCH_BUCKETS,
+        metrics.ADD_BUCKETS,
+        metrics.SNAPSHOT_BUCKETS,
+    ],
+)
 def test_buckets_are_increasing_seconds(buckets: tuple[float, ...]) -> None:
     assert list(buckets) == sorted(set(buckets)) and buckets[0] > 0 and len(buckets) >= 8

@@ -15,7 +15,12 @@ from .promql import KNOWN_METRIC_NAMES, metric_names, promtool_parse
 RULES = ROOT / "deploy" / "prometheus" / "rules.yaml"
 RULES_TEST = ROOT / "deploy" / "prometheus" / "rules.test.yaml"
 ADAPTER = ROOT / "deploy" / "prometheus-adapter" / "values.yaml"
-REQUIRED_ALERTS = {"VdupApiHighErrorRate", "VdupApiHighLatency", "VdupIndexerShardDown", "VdupTritonQueueTimeHigh"}
+REQUIRED_ALERTS = {
+    "VdupApiHighErrorRate",
+    "VdupApiHighLatency",
+    "VdupIndexerShardDown",
+    "VdupTritonQueueTimeHigh",
+}
 
 
 def _rules() -> list[dict]:
@@ -45,12 +50,16 @@ def test_required_alerts_exist_and_are_documented() -> None:
 def test_rules_use_known_metrics() -> None:
     for rule in _rules():
         unknown = metric_names(rule["expr"]) - KNOWN_METRIC_NAMES
-        assert not unknown, f'{rule.get("alert", rule.get("record"))} uses unknown metrics {unknown}'
+        assert not unknown, (
+            f"{rule.get('alert', rule.get('record'))} uses unknown metrics {unknown}"
+        )
 
 
 def test_chart_copy_of_rules_is_identical() -> None:
     copy = CHART / "files" / "prometheus-rules.yaml"
-    assert copy.read_text() == RULES.read_text(), "run tools/render-k8s.sh to refresh the chart's copy"
+    assert copy.read_text() == RULES.read_text(), (
+        "run tools/render-k8s.sh to refresh the chart's copy"
+    )
 
 
 def _adapter_queries() -> dict[str, str]:
@@ -59,17 +68,22 @@ def _adapter_queries() -> dict[str, str]:
     out = {}
     for rule in rules:
         series = re.match(r"^\s*([A-Za-z_:][\w:]*)", rule["seriesQuery"]).group(1)
-        query = (rule["metricsQuery"]
-                 .replace("<<.Series>>", series)
-                 .replace("<<.LabelMatchers>>", 'namespace="vdup", pod=~"a|b"')
-                 .replace("<<.GroupBy>>", "pod"))
+        query = (
+            rule["metricsQuery"]
+            .replace("<<.Series>>", series)
+            .replace("<<.LabelMatchers>>", 'namespace="vdup", pod=~"a|b"')
+            .replace("<<.GroupBy>>", "pod")
+        )
         out[rule["name"]["as"]] = query
     return out
 
 
 def test_adapter_queries_parse_and_use_known_metrics(tmp_path: Path) -> None:
     queries = _adapter_queries()
-    assert set(queries) == {"vdup_triton_queue_duration_us_per_request", "vdup_http_requests_per_second"}
+    assert set(queries) == {
+        "vdup_triton_queue_duration_us_per_request",
+        "vdup_http_requests_per_second",
+    }
     result = promtool_parse(tool("promtool"), queries, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     for name, query in queries.items():
@@ -81,7 +95,10 @@ def test_adapter_queue_time_is_a_ratio_of_sums() -> None:
     query = " ".join(_adapter_queries()["vdup_triton_queue_duration_us_per_request"].split())
     assert "avg" not in query, "an average of per-model ratios weighs idle models like busy ones"
     numerator, denominator = query.split(" / ", 1)
-    assert re.fullmatch(r"sum\(rate\(nv_inference_queue_duration_us\{[^}]*\}\[2m\]\)\) by \(pod\)", numerator), numerator
     assert re.fullmatch(
-        r"clamp_min\(sum\(rate\(nv_inference_request_success\{[^}]*\}\[2m\]\)\) by \(pod\), [0-9.e-]+\)", denominator
+        r"sum\(rate\(nv_inference_queue_duration_us\{[^}]*\}\[2m\]\)\) by \(pod\)", numerator
+    ), numerator
+    assert re.fullmatch(
+        r"clamp_min\(sum\(rate\(nv_inference_request_success\{[^}]*\}\[2m\]\)\) by \(pod\), [0-9.e-]+\)",
+        denominator,
     ), denominator

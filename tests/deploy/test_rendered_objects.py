@@ -11,7 +11,14 @@ from typing import Any
 
 import yaml
 
-from .conftest import CHART, NAMESPACE, Rendered, helm_template, labels_match, render_case, selector_matches
+from .conftest import (
+    CHART,
+    NAMESPACE,
+    Rendered,
+    helm_template,
+    render_case,
+    selector_matches,
+)
 
 COMPONENT = "app.kubernetes.io/component"
 MAIN_CONTAINERS = {"api", "indexer", "triton"}
@@ -26,13 +33,21 @@ def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [*spec.get("initContainers", []), *spec["containers"]]
 
 
-def _pods_of(rendered: Rendered, selector: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+def _pods_of(
+    rendered: Rendered, selector: dict[str, Any]
+) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
     return [p for p in rendered.pods() if selector_matches(selector, p[1].get("labels", {}))]
 
 
 def _workload(rendered: Rendered, component: str) -> dict[str, Any] | None:
-    return next((w for w in rendered.workloads()
-                 if w["spec"]["template"]["metadata"]["labels"].get(COMPONENT) == component), None)
+    return next(
+        (
+            w
+            for w in rendered.workloads()
+            if w["spec"]["template"]["metadata"]["labels"].get(COMPONENT) == component
+        ),
+        None,
+    )
 
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +57,10 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 def _configmap_data(rendered: Rendered) -> dict[str, str]:
     api = _workload(rendered, "api")
     assert api is not None
-    (ref,) = [s["configMapRef"]["name"] for s in api["spec"]["template"]["spec"]["containers"][0]["envFrom"]]
+    (ref,) = [
+        s["configMapRef"]["name"]
+        for s in api["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    ]
     configmap = rendered.get("ConfigMap", ref)
     assert configmap is not None, f"API envFrom names ConfigMap {ref}, which is not rendered"
     return configmap["data"]
@@ -50,34 +68,58 @@ def _configmap_data(rendered: Rendered) -> dict[str, str]:
 
 # ---- every object ------------------------------------------------------------------------------
 
+
 def test_labels_and_namespace(rendered: Rendered) -> None:
     for obj in rendered.objects:
         labels = obj["metadata"].get("labels", {})
-        where = f'{obj["kind"]}/{obj["metadata"]["name"]}'
-        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", COMPONENT, "app.kubernetes.io/managed-by"):
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            COMPONENT,
+            "app.kubernetes.io/managed-by",
+        ):
             assert key in labels, f"{where} lacks label {key}"
         assert obj["metadata"].get("namespace") == NAMESPACE, f"{where} has no namespace"
 
 
 # ---- pods ----------------------------------------------------------------------------------------
 
+
 def test_workload_selectors_match_their_pod_labels(rendered: Rendered) -> None:
     for w in rendered.workloads():
         selector = w["spec"]["selector"]
         labels = w["spec"]["template"]["metadata"]["labels"]
-        assert selector_matches(selector, labels), f'{w["metadata"]["name"]}: selector does not match its pods'
-        others = [o for o in rendered.workloads() if o is not w and selector_matches(selector, o["spec"]["template"]["metadata"]["labels"])]
-        assert not others, f'{w["metadata"]["name"]}: selector also matches {[o["metadata"]["name"] for o in others]}'
+        assert selector_matches(selector, labels), (
+            f"{w['metadata']['name']}: selector does not match its pods"
+        )
+        others = [
+            o
+            for o in rendered.workloads()
+            if o is not w
+            and selector_matches(selector, o["spec"]["template"]["metadata"]["labels"])
+        ]
+        assert not others, (
+            f"{w['metadata']['name']}: selector also matches {[o['metadata']['name'] for o in others]}"
+        )
 
 
 def test_spread_and_anti_affinity_select_their_own_pods(rendered: Rendered) -> None:
     for owner, meta, spec in rendered.pods():
         selectors = [c["labelSelector"] for c in spec.get("topologySpreadConstraints", [])]
         anti = spec.get("affinity", {}).get("podAntiAffinity", {})
-        selectors += [t["podAffinityTerm"]["labelSelector"] for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution", [])]
-        selectors += [t["labelSelector"] for t in anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])]
+        selectors += [
+            t["podAffinityTerm"]["labelSelector"]
+            for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+        ]
+        selectors += [
+            t["labelSelector"]
+            for t in anti.get("requiredDuringSchedulingIgnoredDuringExecution", [])
+        ]
         for selector in selectors:
-            assert selector_matches(selector, meta["labels"]), f'{owner["metadata"]["name"]}: {selector} misses its own pods'
+            assert selector_matches(selector, meta["labels"]), (
+                f"{owner['metadata']['name']}: {selector} misses its own pods"
+            )
 
 
 def test_probes(rendered: Rendered) -> None:
@@ -87,13 +129,17 @@ def test_probes(rendered: Rendered) -> None:
                 continue
             live, ready = PROBE_PATHS[c["name"]]
             ports = {p["name"] for p in c["ports"]}
-            for kind, path in (("livenessProbe", live), ("readinessProbe", ready), ("startupProbe", None)):
+            for kind, path in (
+                ("livenessProbe", live),
+                ("readinessProbe", ready),
+                ("startupProbe", None),
+            ):
                 probe = c.get(kind)
-                assert probe, f'{owner["metadata"]["name"]}/{c["name"]} has no {kind}'
+                assert probe, f"{owner['metadata']['name']}/{c['name']} has no {kind}"
                 assert probe["httpGet"]["port"] in ports
                 if path:
-                    assert probe["httpGet"]["path"] == path, f'{c["name"]} {kind} path'
-            assert c["lifecycle"]["preStop"], f'{c["name"]} has no preStop'
+                    assert probe["httpGet"]["path"] == path, f"{c['name']} {kind} path"
+            assert c["lifecycle"]["preStop"], f"{c['name']} has no preStop"
 
 
 def test_security_contexts(rendered: Rendered) -> None:
@@ -118,13 +164,19 @@ def test_security_contexts(rendered: Rendered) -> None:
 def test_volume_mounts_have_volumes_and_tmp_is_writable(rendered: Rendered) -> None:
     for owner, _, spec in rendered.pods():
         volumes = {v["name"] for v in spec.get("volumes", [])}
-        volumes |= {t["metadata"]["name"] for t in owner.get("spec", {}).get("volumeClaimTemplates", [])}
+        volumes |= {
+            t["metadata"]["name"] for t in owner.get("spec", {}).get("volumeClaimTemplates", [])
+        }
         for c in _containers(spec):
             mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
-            for path, name in mounts.items():
-                assert name in volumes, f'{owner["metadata"]["name"]}/{c["name"]} mounts unknown volume {name}'
+            for _path, name in mounts.items():
+                assert name in volumes, (
+                    f"{owner['metadata']['name']}/{c['name']} mounts unknown volume {name}"
+                )
             if c["name"] in MAIN_CONTAINERS | {"install-models"}:
-                assert "/tmp" in mounts, f'{c["name"]}: read-only root filesystem but no /tmp volume'
+                assert "/tmp" in mounts, (
+                    f"{c['name']}: read-only root filesystem but no /tmp volume"
+                )
 
 
 def test_only_the_api_mounts_a_service_account_token(rendered: Rendered) -> None:
@@ -138,10 +190,13 @@ def test_images_are_pinned(rendered: Rendered) -> None:
     for _, _, spec in rendered.pods():
         for c in _containers(spec):
             image = c["image"]
-            assert "@sha256:" in image or (":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest")), image
+            assert "@sha256:" in image or (
+                ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest")
+            ), image
 
 
 # ---- API -----------------------------------------------------------------------------------------
+
 
 def test_api_checksum_annotations_follow_the_config() -> None:
     rendered = render_case("default")
@@ -152,9 +207,15 @@ def test_api_checksum_annotations_follow_the_config() -> None:
         assert re.fullmatch(r"[0-9a-f]{64}", annotations[key]), f"{key} is not a sha256"
     changed = helm_template("values.yaml", ("api.maxConcurrency=7",))
     assert changed.returncode == 0, changed.stderr
-    api2 = next(o for o in yaml.safe_load_all(changed.stdout) if o and o["kind"] == "Deployment" and o["metadata"]["name"] == api["metadata"]["name"])
-    assert api2["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != annotations["checksum/config"], \
-        "checksum/config did not change with the ConfigMap: pods would not roll"
+    api2 = next(
+        o
+        for o in yaml.safe_load_all(changed.stdout)
+        if o and o["kind"] == "Deployment" and o["metadata"]["name"] == api["metadata"]["name"]
+    )
+    assert (
+        api2["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        != annotations["checksum/config"]
+    ), "checksum/config did not change with the ConfigMap: pods would not roll"
 
 
 def test_api_settings_point_at_rendered_backends(rendered: Rendered) -> None:
@@ -165,10 +226,15 @@ def test_api_settings_point_at_rendered_backends(rendered: Rendered) -> None:
         service = rendered.get("Service", name)
         assert service is not None and ns == NAMESPACE, data["VDUP_TRITON_URL"]
         assert int(port) in [p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc"]
-        assert selector_matches({"matchLabels": service["spec"]["selector"]}, _workload(rendered, "triton")["spec"]["template"]["metadata"]["labels"])
+        assert selector_matches(
+            {"matchLabels": service["spec"]["selector"]},
+            _workload(rendered, "triton")["spec"]["template"]["metadata"]["labels"],
+        )
     else:
         assert "VDUP_TRITON_URL" not in data
-        assert not [s for s in rendered.of_kind("Service") if s["metadata"]["labels"][COMPONENT] == "triton"]
+        assert not [
+            s for s in rendered.of_kind("Service") if s["metadata"]["labels"][COMPONENT] == "triton"
+        ]
     sts = _workload(rendered, "indexer")
     assert sts is not None
     if data.get("VDUP_INDEXER_DISCOVERY") == "kubernetes":
@@ -185,15 +251,22 @@ def test_api_settings_point_at_rendered_backends(rendered: Rendered) -> None:
         urls = data["VDUP_INDEXER_URLS"].split(",")
         assert len(urls) == sts["spec"]["replicas"]
         for i, url in enumerate(urls):
-            assert url.startswith(f'http://{sts["metadata"]["name"]}-{i}.{sts["spec"]["serviceName"]}.{NAMESPACE}.svc:')
+            assert url.startswith(
+                f"http://{sts['metadata']['name']}-{i}.{sts['spec']['serviceName']}.{NAMESPACE}.svc:"
+            )
 
 
 def test_api_keys_come_from_a_secret(rendered: Rendered) -> None:
     api = _workload(rendered, "api")
-    ref = _env(api["spec"]["template"]["spec"]["containers"][0])["VDUP_API_KEYS"]["valueFrom"]["secretKeyRef"]
+    ref = _env(api["spec"]["template"]["spec"]["containers"][0])["VDUP_API_KEYS"]["valueFrom"][
+        "secretKeyRef"
+    ]
     secret = rendered.get("Secret", ref["name"])
     if secret is None:
-        assert rendered.case == "static-discovery-no-triton" and ref == {"name": "my-keys", "key": "keys"}, ref
+        assert rendered.case == "static-discovery-no-triton" and ref == {
+            "name": "my-keys",
+            "key": "keys",
+        }, ref
     else:
         assert ref["key"] in secret["data"], ref
     for pod in rendered.of_kind("Pod"):
@@ -202,19 +275,32 @@ def test_api_keys_come_from_a_secret(rendered: Rendered) -> None:
 
 def test_hpa_targets(rendered: Rendered) -> None:
     hpas = rendered.of_kind("HorizontalPodAutoscaler")
-    adapter = yaml.safe_load((CHART.parents[1] / "deploy" / "prometheus-adapter" / "values.yaml").read_text())
+    adapter = yaml.safe_load(
+        (CHART.parents[1] / "deploy" / "prometheus-adapter" / "values.yaml").read_text()
+    )
     adapter_metrics = {r["name"]["as"] for r in adapter["rules"]["custom"]}
     for hpa in hpas:
         ref = hpa["spec"]["scaleTargetRef"]
         target = rendered.get(ref["kind"], ref["name"])
-        assert target is not None and ref["apiVersion"] == "apps/v1", f'HPA {hpa["metadata"]["name"]} targets missing {ref}'
-        assert "replicas" not in target["spec"], f'{ref["name"]} sets replicas although an HPA owns them'
-        assert hpa["metadata"]["labels"][COMPONENT] == target["spec"]["template"]["metadata"]["labels"][COMPONENT]
+        assert target is not None and ref["apiVersion"] == "apps/v1", (
+            f"HPA {hpa['metadata']['name']} targets missing {ref}"
+        )
+        assert "replicas" not in target["spec"], (
+            f"{ref['name']} sets replicas although an HPA owns them"
+        )
+        assert (
+            hpa["metadata"]["labels"][COMPONENT]
+            == target["spec"]["template"]["metadata"]["labels"][COMPONENT]
+        )
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
         for metric in hpa["spec"]["metrics"]:
             if metric["type"] == "Resource":
-                requests = target["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
-                assert metric["resource"]["name"] in requests, "a utilisation target needs a request"
+                requests = target["spec"]["template"]["spec"]["containers"][0]["resources"][
+                    "requests"
+                ]
+                assert metric["resource"]["name"] in requests, (
+                    "a utilisation target needs a request"
+                )
             elif metric["type"] == "Pods":
                 assert metric["pods"]["metric"]["name"] in adapter_metrics, metric
     names = {h["spec"]["scaleTargetRef"]["name"] for h in hpas}
@@ -238,21 +324,28 @@ def test_ingress_routes_to_the_api_service(rendered: Rendered) -> None:
 
 # ---- Services, PDBs, NetworkPolicies -----------------------------------------------------------
 
+
 def test_services_select_pods_and_ports_exist(rendered: Rendered) -> None:
     for service in rendered.of_kind("Service"):
         pods = _pods_of(rendered, {"matchLabels": service["spec"]["selector"]})
         pods = [p for p in pods if p[0]["kind"] != "Pod"]
-        assert pods, f'Service {service["metadata"]["name"]} selects no pods'
+        assert pods, f"Service {service['metadata']['name']} selects no pods"
         for _, _, spec in pods:
             ports = {p["name"] for c in spec["containers"] for p in c.get("ports", [])}
             for port in service["spec"]["ports"]:
-                assert port["targetPort"] in ports, f'{service["metadata"]["name"]}: targetPort {port["targetPort"]} missing'
+                assert port["targetPort"] in ports, (
+                    f"{service['metadata']['name']}: targetPort {port['targetPort']} missing"
+                )
 
 
 def test_pdbs_select_exactly_one_workload(rendered: Rendered) -> None:
     for pdb in rendered.of_kind("PodDisruptionBudget"):
-        owners = {p[0]["metadata"]["name"] for p in _pods_of(rendered, pdb["spec"]["selector"]) if p[0]["kind"] != "Pod"}
-        assert len(owners) == 1, f'PDB {pdb["metadata"]["name"]} selects {owners}'
+        owners = {
+            p[0]["metadata"]["name"]
+            for p in _pods_of(rendered, pdb["spec"]["selector"])
+            if p[0]["kind"] != "Pod"
+        }
+        assert len(owners) == 1, f"PDB {pdb['metadata']['name']} selects {owners}"
 
 
 def test_network_policies(rendered: Rendered) -> None:
@@ -264,41 +357,63 @@ def test_network_policies(rendered: Rendered) -> None:
     covered = set()
     for policy in policies:
         targets = _pods_of(rendered, policy["spec"]["podSelector"])
-        assert targets, f'NetworkPolicy {policy["metadata"]["name"]} selects no pods'
+        assert targets, f"NetworkPolicy {policy['metadata']['name']} selects no pods"
         components = {p[1]["labels"][COMPONENT] for p in targets}
         assert len(components) == 1, components
         (component,) = components
         covered.add(component)
-        ports = {p["name"] for _, _, spec in targets for c in spec["containers"] for p in c.get("ports", [])}
+        ports = {
+            p["name"]
+            for _, _, spec in targets
+            for c in spec["containers"]
+            for p in c.get("ports", [])
+        }
         for rule in policy["spec"]["ingress"]:
             for port in rule.get("ports", []):
-                assert port["port"] in ports, f'{policy["metadata"]["name"]}: port {port["port"]} not on the pods'
+                assert port["port"] in ports, (
+                    f"{policy['metadata']['name']}: port {port['port']} not on the pods"
+                )
             if component in protected:
                 assert rule.get("from"), f"{component}: a rule without 'from' lets everyone in"
                 for peer in rule["from"]:
                     if "podSelector" in peer and "namespaceSelector" not in peer:
-                        assert selector_matches(peer["podSelector"], api_labels), \
+                        assert selector_matches(peer["podSelector"], api_labels), (
                             f"{component}: in-namespace peer {peer} is not the API"
+                        )
                 in_namespace = [p for p in rule["from"] if "namespaceSelector" not in p]
                 if not in_namespace:
                     metric_ports = {p["port"] for p in rule.get("ports", [])}
                     assert metric_ports <= {"metrics", "http"}, rule
         if component == "triton":
             rules = policy["spec"]["ingress"]
-            api_rule = next(r for r in rules if any("podSelector" in p and "namespaceSelector" not in p for p in r["from"]))
+            api_rule = next(
+                r
+                for r in rules
+                if any("podSelector" in p and "namespaceSelector" not in p for p in r["from"])
+            )
             assert {p["port"] for p in api_rule["ports"]} == {"http", "grpc"}
-            assert all("metrics" not in {p["port"] for p in r["ports"]} or all("namespaceSelector" in p for p in r["from"]) for r in rules)
+            assert all(
+                "metrics" not in {p["port"] for p in r["ports"]}
+                or all("namespaceSelector" in p for p in r["from"])
+                for r in rules
+            )
     expected = {"api", "indexer"} | ({"triton"} if _workload(rendered, "triton") else set())
     assert covered == expected
     for pod in rendered.of_kind("Pod"):
-        api_policy = next(p for p in policies if selector_matches(p["spec"]["podSelector"], api_labels))
+        api_policy = next(
+            p for p in policies if selector_matches(p["spec"]["podSelector"], api_labels)
+        )
         for rule in api_policy["spec"]["ingress"]:
             if "from" in rule:
-                assert any("podSelector" in peer and selector_matches(peer["podSelector"], pod["metadata"]["labels"])
-                           for peer in rule["from"]), "the helm test pod cannot reach the API"
+                assert any(
+                    "podSelector" in peer
+                    and selector_matches(peer["podSelector"], pod["metadata"]["labels"])
+                    for peer in rule["from"]
+                ), "the helm test pod cannot reach the API"
 
 
 # ---- RBAC ------------------------------------------------------------------------------------------
+
 
 def test_rbac_is_endpointslices_read_only(rendered: Rendered) -> None:
     api = _workload(rendered, "api")
@@ -310,9 +425,19 @@ def test_rbac_is_endpointslices_read_only(rendered: Rendered) -> None:
         assert not roles and spec["automountServiceAccountToken"] is False
         return
     (role,) = roles
-    assert role["rules"] == [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
     (binding,) = rendered.of_kind("RoleBinding")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
     (subject,) = binding["subjects"]
     assert subject["kind"] == "ServiceAccount" and subject["name"] == spec["serviceAccountName"]
     assert rendered.get("ServiceAccount", spec["serviceAccountName"]) is not None
@@ -321,18 +446,24 @@ def test_rbac_is_endpointslices_read_only(rendered: Rendered) -> None:
 
 # ---- indexer StatefulSet ----------------------------------------------------------------------
 
+
 def test_indexer_statefulset(rendered: Rendered) -> None:
     sts = _workload(rendered, "indexer")
     assert sts["kind"] == "StatefulSet"
     headless = rendered.get("Service", sts["spec"]["serviceName"])
     assert headless is not None and headless["spec"]["clusterIP"] == "None"
     assert headless["spec"]["publishNotReadyAddresses"] is True
-    assert selector_matches({"matchLabels": headless["spec"]["selector"]}, sts["spec"]["template"]["metadata"]["labels"])
+    assert selector_matches(
+        {"matchLabels": headless["spec"]["selector"]}, sts["spec"]["template"]["metadata"]["labels"]
+    )
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "data"
     assert claim["spec"]["resources"]["requests"]["storage"]
     assert claim["spec"]["accessModes"]
-    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
     spec = sts["spec"]["template"]["spec"]
     (c,) = spec["containers"]
     assert {"name": "data", "mountPath": "/data"} in c["volumeMounts"]
@@ -347,6 +478,7 @@ def test_indexer_statefulset(rendered: Rendered) -> None:
 
 # ---- Triton ------------------------------------------------------------------------------------------
 
+
 def test_triton_deployment(rendered: Rendered) -> None:
     triton = _workload(rendered, "triton")
     if triton is None:
@@ -356,10 +488,17 @@ def test_triton_deployment(rendered: Rendered) -> None:
     (init,) = spec["initContainers"]
     assert init["command"] == ["vdup", "models", "install", "--dest", "/models"]
     assert {"name": "models", "mountPath": "/models"} in init["volumeMounts"]
-    assert init["image"] == _workload(rendered, "api")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert (
+        init["image"]
+        == _workload(rendered, "api")["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
     (c,) = spec["containers"]
     assert c["command"] == ["tritonserver"] and "--model-repository=/models" in c["args"]
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
+        "http": 8000,
+        "grpc": 8001,
+        "metrics": 8002,
+    }
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert mounts["/models"]["readOnly"] is True
     shm = next(v for v in spec["volumes"] if v["name"] == mounts["/dev/shm"]["name"])
@@ -371,7 +510,9 @@ def test_triton_deployment(rendered: Rendered) -> None:
         if "ReadWriteOnce" in claim["spec"]["accessModes"]:
             assert triton["spec"]["strategy"]["type"] == "Recreate"
     startup = c["startupProbe"]
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, "model loading needs a generous startupProbe"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, (
+        "model loading needs a generous startupProbe"
+    )
     gpu = c["resources"].get("limits", {}).get("nvidia.com/gpu")
     if rendered.case in ("gpu", "all-features"):
         assert gpu == 1
@@ -383,22 +524,38 @@ def test_triton_deployment(rendered: Rendered) -> None:
 
 # ---- monitoring ------------------------------------------------------------------------------------------
 
+
 def test_service_monitors_select_services_with_the_port(rendered: Rendered) -> None:
     monitors = rendered.of_kind("ServiceMonitor")
     if rendered.case in ("gpu", "all-features"):
-        assert {m["metadata"]["labels"][COMPONENT] for m in monitors} == {"api", "indexer", "triton"}
+        assert {m["metadata"]["labels"][COMPONENT] for m in monitors} == {
+            "api",
+            "indexer",
+            "triton",
+        }
     for monitor in monitors:
-        services = [s for s in rendered.of_kind("Service")
-                    if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])]
-        assert len(services) == 1, f'ServiceMonitor {monitor["metadata"]["name"]} selects {len(services)} Services'
+        services = [
+            s
+            for s in rendered.of_kind("Service")
+            if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])
+        ]
+        assert len(services) == 1, (
+            f"ServiceMonitor {monitor['metadata']['name']} selects {len(services)} Services"
+        )
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["port"] in [p["name"] for p in services[0]["spec"]["ports"]]
         component = monitor["metadata"]["labels"][COMPONENT]
-        assert endpoint["relabelings"] == [{"action": "replace", "targetLabel": "job", "replacement": f"vdup-{component}"}]
+        assert endpoint["relabelings"] == [
+            {"action": "replace", "targetLabel": "job", "replacement": f"vdup-{component}"}
+        ]
 
 
 def test_dashboards_configmap(rendered: Rendered) -> None:
-    maps = [m for m in rendered.of_kind("ConfigMap") if m["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    maps = [
+        m
+        for m in rendered.of_kind("ConfigMap")
+        if m["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
     if rendered.case not in ("gpu", "all-features"):
         assert not maps
         return
@@ -415,7 +572,9 @@ def test_prometheus_rule_matches_the_rules_file(rendered: Rendered) -> None:
         assert not rules
         return
     (rule,) = rules
-    expected = yaml.safe_load((CHART.parents[1] / "deploy" / "prometheus" / "rules.yaml").read_text())
+    expected = yaml.safe_load(
+        (CHART.parents[1] / "deploy" / "prometheus" / "rules.yaml").read_text()
+    )
     assert rule["spec"] == expected
 
 

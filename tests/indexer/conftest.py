@@ -1,10 +1,10 @@
-"""Fixtures of the indexer tests (helpers live in shardtools.py)."""
+"""Fixtures of the indexer tests (helpers live in support/shards.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from shardtools import Shards
+from support.shards import Shards
 
 
 @pytest.fixture

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from vdup.catalog.local import LocalCatalog
 from vdup.checker import DuplicateChecker
 from vdup.evaluate import read_manifest, resolve_link
 from vdup.features.preprocess import sha256_of
 from vdup.indexer.client import ShardedCatalog
 from vdup.matching.decide import DecisionConfig
+
+pytestmark = pytest.mark.slow  # shard processes over the shared benchmark
 
 ROWS = 40
 
@@ -29,6 +33,9 @@ class Cached:
 
     def ready(self) -> bool:
         return True
+
+    def close(self) -> None:
+        pass
 
 
 def test_dev_subset_decisions_match_one_catalog(tmp_path, shards, extractor, dev_manifest):

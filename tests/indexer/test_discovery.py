@@ -20,11 +20,13 @@ from vdup.indexer.discovery import (
 SVC, NS = "vdup-indexer-headless", "vdup"
 
 
-def endpoint(ordinal: int, ip: str, ready: bool = True, hostname: bool = True,
-             terminating: bool = False) -> k.V1Endpoint:
+def endpoint(
+    ordinal: int, ip: str, ready: bool = True, hostname: bool = True, terminating: bool = False
+) -> k.V1Endpoint:
     pod = f"vdup-indexer-{ordinal}"
     return k.V1Endpoint(
-        addresses=[ip], hostname=pod if hostname else None,
+        addresses=[ip],
+        hostname=pod if hostname else None,
         conditions=k.V1EndpointConditions(ready=ready, serving=ready, terminating=terminating),
         target_ref=k.V1ObjectReference(kind="Pod", name=pod, namespace=NS),
     )
@@ -32,16 +34,20 @@ def endpoint(ordinal: int, ip: str, ready: bool = True, hostname: bool = True,
 
 def eps_slice(*endpoints: k.V1Endpoint, port: int = 8090, family: str = "IPv4"):
     return k.V1EndpointSlice(
-        address_type=family, endpoints=list(endpoints),
+        address_type=family,
+        endpoints=list(endpoints),
         ports=[k.DiscoveryV1EndpointPort(name="http", port=port, protocol="TCP")],
-        metadata=k.V1ObjectMeta(name=f"{SVC}-abcde", namespace=NS,
-                                labels={"kubernetes.io/service-name": SVC}),
+        metadata=k.V1ObjectMeta(
+            name=f"{SVC}-abcde", namespace=NS, labels={"kubernetes.io/service-name": SVC}
+        ),
     )
 
 
 def test_shards_are_ordered_by_pod_ordinal_across_slices_not_by_address():
-    slices = [eps_slice(endpoint(2, "10.0.0.1"), endpoint(10, "10.0.0.2")),
-              eps_slice(endpoint(0, "10.0.0.9"), endpoint(1, "10.0.0.3", ready=False))]
+    slices = [
+        eps_slice(endpoint(2, "10.0.0.1"), endpoint(10, "10.0.0.2")),
+        eps_slice(endpoint(0, "10.0.0.9"), endpoint(1, "10.0.0.3", ready=False)),
+    ]
     eps = endpoints_from_slices(slices, SVC, NS, port=1)
     assert [e.ordinal for e in eps] == [0, 1, 2, 10]
     assert eps[0].url == f"http://vdup-indexer-0.{SVC}.{NS}.svc:8090"
@@ -49,22 +55,31 @@ def test_shards_are_ordered_by_pod_ordinal_across_slices_not_by_address():
 
 
 def test_addresses_are_used_when_there_is_no_hostname():
-    eps = endpoints_from_slices([eps_slice(endpoint(0, "10.1.2.3", hostname=False), port=9000),
-                                 eps_slice(endpoint(1, "fd00::5", hostname=False),
-                                           family="IPv6")], SVC, NS, port=1)
+    eps = endpoints_from_slices(
+        [
+            eps_slice(endpoint(0, "10.1.2.3", hostname=False), port=9000),
+            eps_slice(endpoint(1, "fd00::5", hostname=False), family="IPv6"),
+        ],
+        SVC,
+        NS,
+        port=1,
+    )
     assert [e.url for e in eps] == ["http://10.1.2.3:9000", "http://[fd00::5]:8090"]
 
 
 def test_a_pod_listed_twice_keeps_its_ready_entry():
-    slices = [eps_slice(endpoint(0, "10.0.0.1", ready=False, hostname=False, terminating=True)),
-              eps_slice(endpoint(0, "10.0.0.7", hostname=False))]
+    slices = [
+        eps_slice(endpoint(0, "10.0.0.1", ready=False, hostname=False, terminating=True)),
+        eps_slice(endpoint(0, "10.0.0.7", hostname=False)),
+    ]
     (ep,) = endpoints_from_slices(slices, SVC, NS, port=8090)
     assert ep.url == "http://10.0.0.7:8090" and ep.ready
 
 
 def test_a_gap_or_a_short_list_is_refused():
-    three = endpoints_from_slices([eps_slice(*(endpoint(i, f"10.0.0.{i}") for i in (0, 1, 2)))],
-                                  SVC, NS, 8090)
+    three = endpoints_from_slices(
+        [eps_slice(*(endpoint(i, f"10.0.0.{i}") for i in (0, 1, 2)))], SVC, NS, 8090
+    )
     assert len(ordered_urls(three)) == 3
     assert len(ordered_urls(three, expected=3)) == 3
     with pytest.raises(Unavailable, match=r"shards \[1\] are missing"):
@@ -106,8 +121,9 @@ def test_kubernetes_shards_reads_the_services_slices_and_never_shrinks():
 
 def shards_of(*ordinals: int, not_ready: tuple[int, ...] = ()):
     """One slice listing pods ``vdup-indexer-<i>``, those in ``not_ready`` not ready."""
-    return [eps_slice(*(endpoint(i, f"10.0.0.{i + 1}", ready=i not in not_ready)
-                        for i in ordinals))]
+    return [
+        eps_slice(*(endpoint(i, f"10.0.0.{i + 1}", ready=i not in not_ready) for i in ordinals))
+    ]
 
 
 def test_shard_count_grows_only_to_a_settled_ready_contiguous_set():
@@ -143,8 +159,7 @@ class Clock:
 
 def test_kubernetes_shards_grow_from_2_to_3_without_a_restart():
     api, clock = FakeDiscoveryApi(shards_of(0, 1)), Clock()
-    shards = KubernetesShards(SVC, NS, 8090, expected=2, ttl_s=0, settle_s=60, api=api,
-                              clock=clock)
+    shards = KubernetesShards(SVC, NS, 8090, expected=2, ttl_s=0, settle_s=60, api=api, clock=clock)
     assert len(shards.urls()) == 2
     api.slices = shards_of(0, 1, 2, not_ready=(2,))  # the StatefulSet made vdup-indexer-2
     with pytest.raises(Unavailable, match=r"\[2\] are joining .*shards \[2\] are not ready"):

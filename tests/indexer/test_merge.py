@@ -15,8 +15,16 @@ from vdup.matching.decide import Candidate
 
 def c(vid: str, score: float) -> Candidate:
     z = np.zeros((1, 512), np.float32)
-    return Candidate(vid, vid, z, np.zeros(1, np.int8), np.zeros(1, np.float32),
-                     np.zeros((0, 128), np.float32), 1.0, score)
+    return Candidate(
+        vid,
+        vid,
+        z,
+        np.zeros(1, np.int8),
+        np.zeros(1, np.float32),
+        np.zeros((0, 128), np.float32),
+        1.0,
+        score,
+    )
 
 
 def ids(cands):

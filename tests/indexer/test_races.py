@@ -9,12 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shardtools import FeatureExtractor, payload, record, scene
-from vdup.catalog.local import StoredRows
+from support.shards import FeatureExtractor, payload, record, scene
+from vdup.catalog.types import StoredRows
 from vdup.checker import DuplicateChecker
 from vdup.indexer.client import ShardedCatalog, placement
 from vdup.indexer.races import settle
 from vdup.matching.decide import DecisionConfig
+
+pytestmark = pytest.mark.slow  # shard processes
 
 
 class Replica:
@@ -71,7 +73,7 @@ def test_both_search_before_either_adds(replicas):
     placements = set()
     for s, (ida, idb) in enumerate(pairs, start=100):
         both_searched = threading.Barrier(2)
-        a.gate = b.gate = lambda: both_searched.wait(timeout=10)
+        a.gate = b.gate = lambda gate=both_searched: gate.wait(timeout=10)
         with ThreadPoolExecutor(2) as pool:
             fa = pool.submit(a.check, payload(s, copy=1), ida)
             fb = pool.submit(b.check, payload(s, copy=2), idb)
@@ -87,10 +89,13 @@ def test_one_settles_before_the_other_adds(replicas):
     a, b = replicas
     for s in range(200, 203):
         both_searched, a_done = threading.Barrier(2), threading.Event()
-        a.gate = lambda: both_searched.wait(timeout=10)
-        b.gate = lambda: (both_searched.wait(timeout=10), a_done.wait(timeout=10))
+        a.gate = lambda gate=both_searched: gate.wait(timeout=10)
+        b.gate = lambda gate=both_searched, done=a_done: (
+            gate.wait(timeout=10),
+            done.wait(timeout=10),
+        )
 
-        def run_a(s=s):
+        def run_a(s=s, a_done=a_done):
             try:
                 return a.check(payload(s, copy=1), f"first{s}")
             finally:

@@ -14,13 +14,17 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
-from shardtools import free_port, record, scene
-from vdup.catalog.local import LocalCatalog, StoredRows
+from support.shards import free_port, record, scene
+from vdup.catalog.local import LocalCatalog
+from vdup.catalog.types import StoredRows
+from vdup.devstack.stack import LocalStack, shard_process
 from vdup.errors import Unavailable
 from vdup.indexer.client import ShardedCatalog, placement
 from vdup.indexer.reshard import Resharder
-from vdup.stack import LocalStack, shard_process
+
+pytestmark = pytest.mark.slow  # shard processes
 
 GRACE_S = 6.0  # 6 x the API's shard-call deadline below, as the default would be
 API_SHARD_TIMEOUT_S = 1.0
@@ -29,13 +33,19 @@ SEEDS = range(1, 61)
 
 def moving(prefix: str) -> str:
     """An id that changes shard when 2 shards become 3."""
-    return next(f"{prefix}-{k}" for k in range(1000)
-                if placement(f"{prefix}-{k}", 2) != placement(f"{prefix}-{k}", 3))
+    return next(
+        f"{prefix}-{k}"
+        for k in range(1000)
+        if placement(f"{prefix}-{k}", 2) != placement(f"{prefix}-{k}", 3)
+    )
 
 
 def staying(prefix: str) -> str:
-    return next(f"{prefix}-{k}" for k in range(1000)
-                if placement(f"{prefix}-{k}", 2) == placement(f"{prefix}-{k}", 3))
+    return next(
+        f"{prefix}-{k}"
+        for k in range(1000)
+        if placement(f"{prefix}-{k}", 2) == placement(f"{prefix}-{k}", 3)
+    )
 
 
 def listing(cat: ShardedCatalog, i: int) -> list[str]:
@@ -49,14 +59,27 @@ def listing(cat: ShardedCatalog, i: int) -> list[str]:
 def reshard(urls: list[str], *extra: str, log: Path) -> tuple[int, dict]:
     with open(log, "ab") as err:
         done = subprocess.run(
-            [sys.executable, "-m", "vdup.cli", "reshard", "--shards", ",".join(urls),
-             "--grace-s", str(GRACE_S), *extra],
-            stdout=subprocess.PIPE, stderr=err, timeout=120)
+            [
+                sys.executable,
+                "-m",
+                "vdup.cli",
+                "reshard",
+                "--shards",
+                ",".join(urls),
+                "--grace-s",
+                str(GRACE_S),
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            timeout=120,
+        )
     return done.returncode, json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
 def retrying(call, tries: int = 10):
     """``call`` again while it answers 503 (the API's 1 s shard deadline on 2 busy cores)."""
+
     def again(*args, **kwargs):
         for _ in range(tries - 1):
             r = call(*args, **kwargs)
@@ -64,6 +87,7 @@ def retrying(call, tries: int = 10):
                 return r
             time.sleep(0.5)
         return call(*args, **kwargs)
+
     return again
 
 
@@ -146,16 +170,26 @@ def test_moves_wait_for_the_grace_and_never_bring_back_a_deleted_video(shards):
 def test_reshard_2_to_3_under_checks_loses_nothing_and_resumes_after_kill_9(tmp_path, videos):
     root_a, root_b, copy_a = moving("orig"), moving("origb"), moving("flip")
     stay_copy = staying("trim")
-    stack = LocalStack(2, triton=False, data_root=tmp_path, api_port=free_port(),
-                       shard_ports=[free_port(), free_port()])
+    stack = LocalStack(
+        2,
+        triton=False,
+        data_root=tmp_path,
+        api_port=free_port(),
+        shard_ports=[free_port(), free_port()],
+    )
     with stack, httpx.Client(base_url=stack.api_url, timeout=60) as api:
         two = ShardedCatalog(stack.shard_urls, settle_races=False)
         # -- a catalog on 2 shards: real videos through the API, synthetic ones straight in
         roots: dict[str, str] = {}
-        for vid, name in ((root_a, "orig"), (root_b, "orig_b"), (copy_a, "flip"),
-                          (stay_copy, "trim_crop")):
-            r = api.post("/videos", files={"file": (f"{name}.mp4", videos[name])},
-                         data={"uuid": vid})
+        for vid, name in (
+            (root_a, "orig"),
+            (root_b, "orig_b"),
+            (copy_a, "flip"),
+            (stay_copy, "trim_crop"),
+        ):
+            r = api.post(
+                "/videos", files={"file": (f"{name}.mp4", videos[name])}, data={"uuid": vid}
+            )
             assert r.status_code == 200, r.text
             roots[vid] = r.json()["duplicate_for"] or vid
         assert roots == {root_a: root_a, root_b: root_b, copy_a: root_a, stay_copy: root_a}
@@ -164,21 +198,27 @@ def test_reshard_2_to_3_under_checks_loses_nothing_and_resumes_after_kill_9(tmp_
             roots[f"s{s}"] = f"s{s}"
         stuck = moving("stuck")  # pending forever: its check died before settling it
         stuck_rec = record(stuck, 999, created_at=time.time() - 3600)
-        two.add_to(placement(stuck, 2), stuck_rec, StoredRows.from_features(scene(999)),
-                   pending=True)
+        two.add_to(
+            placement(stuck, 2), stuck_rec, StoredRows.from_features(scene(999)), pending=True
+        )
         roots[stuck] = stuck
         two.close()
         assert sum(placement(v, 2) != placement(v, 3) for v in roots) >= 12
 
         # -- a third shard, and the API pointed at 3 (a short deadline, so a slow shard is a 503)
-        shard2 = shard_process(2, free_port(), tmp_path / "shard-2",
-                               log_path=tmp_path / "logs" / "shard-2.log")
+        shard2 = shard_process(
+            2, free_port(), tmp_path / "shard-2", log_path=tmp_path / "logs" / "shard-2.log"
+        )
         stack.shards.append(shard2)
         shard2.start().wait_ready(60)
         urls = stack.shard_urls
         stack.api.stop()
-        stack.api.env.update({"VDUP_INDEXER_URLS": ",".join(urls),
-                              "VDUP_INDEXER_TIMEOUT_S": str(API_SHARD_TIMEOUT_S)})
+        stack.api.extra_env.update(
+            {
+                "VDUP_INDEXER_URLS": ",".join(urls),
+                "VDUP_INDEXER_TIMEOUT_S": str(API_SHARD_TIMEOUT_S),
+            }
+        )
         stack.api.start().wait_ready(120)
         three = ShardedCatalog(urls, timeout_s=API_SHARD_TIMEOUT_S, settle_races=False)
 
@@ -202,8 +242,11 @@ def test_reshard_2_to_3_under_checks_loses_nothing_and_resumes_after_kill_9(tmp_
                 while not stop.is_set():
                     for vid, root in list(roots.items()):
                         r = c.get(f"/videos/{vid}")
-                        ok = None if r.status_code == 503 else (
-                            r.status_code == 200 and r.json()["root_id"] == root)
+                        ok = (
+                            None
+                            if r.status_code == 503
+                            else (r.status_code == 200 and r.json()["root_id"] == root)
+                        )
                         tally(ok, f"GET {vid}: {r.status_code} {r.text[:200]}")
                         time.sleep(0.01)
 
@@ -232,8 +275,11 @@ def test_reshard_2_to_3_under_checks_loses_nothing_and_resumes_after_kill_9(tmp_
                     if r.status_code == 200:
                         with lock:
                             checked[vid] = root_a
-                    ok = None if r.status_code == 503 else (
-                        r.status_code == 200 and r.json()["duplicate_for"] == root_a)
+                    ok = (
+                        None
+                        if r.status_code == 503
+                        else (r.status_code == 200 and r.json()["duplicate_for"] == root_a)
+                    )
                     tally(ok, f"check {vid}: {r.status_code} {r.text[:200]}")
                     n += 1
 
@@ -241,8 +287,10 @@ def test_reshard_2_to_3_under_checks_loses_nothing_and_resumes_after_kill_9(tmp_
             with lock:
                 return set(checked)
 
-        threads = [threading.Thread(target=f, daemon=True)
-                   for f in (get_known, search_copies, check_copies)]
+        threads = [
+            threading.Thread(target=f, daemon=True)
+            for f in (get_known, search_copies, check_copies)
+        ]
         for t in threads:
             t.start()
         log = tmp_path / "logs" / "reshard.log"
@@ -259,9 +307,21 @@ def test_reshard_2_to_3_under_checks_loses_nothing_and_resumes_after_kill_9(tmp_
             before = set(listing(three, 2))
             with open(log, "ab") as err:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "vdup.cli", "reshard", "--shards", ",".join(urls),
-                     "--grace-s", str(GRACE_S), "--workers", "1"],
-                    stdout=subprocess.DEVNULL, stderr=err)
+                    [
+                        sys.executable,
+                        "-m",
+                        "vdup.cli",
+                        "reshard",
+                        "--shards",
+                        ",".join(urls),
+                        "--grace-s",
+                        str(GRACE_S),
+                        "--workers",
+                        "1",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
             try:
                 deadline = time.monotonic() + 60
                 while len(set(listing(three, 2)) - before - added_by_checks()) < 4:
@@ -301,10 +361,10 @@ def test_reshard_2_to_3_under_checks_loses_nothing_and_resumes_after_kill_9(tmp_
         for vid, root in everything.items():
             assert api_get(f"/videos/{vid}").json()["root_id"] == root, vid
         fresh = videos["flip"] + struct.pack(">I4sI", 12, b"free", 1)
-        r = retrying(api.post)("/videos", files={"file": ("new.mp4", fresh)},
-                               data={"uuid": "after"})
+        r = retrying(api.post)(
+            "/videos", files={"file": ("new.mp4", fresh)}, data={"uuid": "after"}
+        )
         assert r.json()["duplicate_for"] == root_a, r.text
         code, dry = reshard(urls, "--dry-run", log=log)
         assert code == 0 and dry["to_move"] == 0
         three.close()
-

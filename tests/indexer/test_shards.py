@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from shardtools import FeatureExtractor, Shards, payload, record, scene
+from support.shards import FeatureExtractor, Shards, payload, record, scene
 from vdup.catalog.local import LocalCatalog
 from vdup.checker import DuplicateChecker
 from vdup.errors import Unavailable
 from vdup.indexer.client import ShardedCatalog, placement
 from vdup.matching.decide import DecisionConfig
+
+pytestmark = pytest.mark.slow  # shard processes, kill -9
 
 # Originals, edited copies (two per scene for some), an exact re-upload, unrelated videos.
 UPLOADS = (
@@ -101,8 +103,7 @@ def test_kill_9_during_a_stream_of_adds_loses_nothing_acknowledged(tmp_path):
         shards.stop()
 
 
-def test_a_stopped_or_hung_shard_gives_503_and_checks_work_again_once_it_is_back(tmp_path,
-                                                                                  shards):
+def test_a_stopped_or_hung_shard_gives_503_and_checks_work_again_once_it_is_back(tmp_path, shards):
     from vdup.api.app import create_app
     from vdup.settings import Settings
 
@@ -115,16 +116,18 @@ def test_a_stopped_or_hung_shard_gives_503_and_checks_work_again_once_it_is_back
         down.stop()
         with pytest.raises(Unavailable, match=f"index shard {shards.urls[1]} is unavailable"):
             checker.check(payload(1, copy=1), "copy")
-        r = client.post("/videos", files={"file": ("copy.mp4", payload(1, copy=1))},
-                        data={"uuid": "copy"})
+        r = client.post(
+            "/videos", files={"file": ("copy.mp4", payload(1, copy=1))}, data={"uuid": "copy"}
+        )
         assert r.status_code == 503, r.text
         assert r.json()["error"] == "unavailable" and "Retry-After" in r.headers
         assert "index shard" in r.json()["detail"]
         assert client.get("/readyz").status_code == 503
 
         shards.restart(1)
-        r = client.post("/videos", files={"file": ("copy.mp4", payload(1, copy=1))},
-                        data={"uuid": "copy"})
+        r = client.post(
+            "/videos", files={"file": ("copy.mp4", payload(1, copy=1))}, data={"uuid": "copy"}
+        )
         assert r.status_code == 200, r.text
         assert r.json()["is_duplicate"] and r.json()["duplicate_for"] == "orig"
 
@@ -143,12 +146,24 @@ def test_a_stopped_or_hung_shard_gives_503_and_checks_work_again_once_it_is_back
 
 
 def _start_shard(data_dir, timeout: float = 30) -> subprocess.CompletedProcess:
-    from shardtools import free_port
+    from support.shards import free_port
 
     return subprocess.run(
-        [sys.executable, "-m", "vdup.cli", "indexer", "--data", str(data_dir),
-         "--port", str(free_port()), "--shard-id", "shard-0"],
-        capture_output=True, text=True, timeout=timeout,
+        [
+            sys.executable,
+            "-m",
+            "vdup.cli",
+            "indexer",
+            "--data",
+            str(data_dir),
+            "--port",
+            str(free_port()),
+            "--shard-id",
+            "shard-0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -259,8 +274,9 @@ def test_each_shard_exports_its_metrics_with_plausible_values(shards):
             for family in text_string_to_metric_families(text):
                 for s in family.samples:
                     if s.name.startswith("vdup_shard_") and not s.name.endswith("_created"):
-                        assert set(s.labels) <= {"shard", "le"} and s.labels["shard"] == \
-                            f"shard-{i}", s
+                        assert (
+                            set(s.labels) <= {"shard", "le"} and s.labels["shard"] == f"shard-{i}"
+                        ), s
                         if "le" not in s.labels:
                             samples[s.name] = s.value
             stats = per_shard[i]

@@ -21,14 +21,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from file_server import serve_files
-from media_factory import make_video
+from support.fileserver import serve_files
+from support.media import make_video
 from vdup.api.app import create_app
 from vdup.indexer.server import ShardSettings
 from vdup.indexer.server import create_app as create_shard_app
 from vdup.runtime import build_checker
 from vdup.settings import Settings
 from vdup.tracing import setup_tracing
+
+pytestmark = pytest.mark.slow  # shard processes
 
 #: What the API opens inside one check (vdup.tracing's docstring), in order.
 STAGE_SPANS = ("download", "extract", "search", "align_decide", "store")
@@ -39,8 +41,11 @@ def shard_in_thread(i: int, data_dir) -> Iterator[str]:
     """Shard ``i`` (id ``shard-<i>``) served by uvicorn on an ephemeral loopback port in a
     thread; yields its URL and stops it (lifespan included) on exit."""
     app = create_shard_app(ShardSettings(data_dir=data_dir, shard_id=f"shard-{i}"))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, ws="none",
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=0, ws="none", log_level="warning", access_log=False
+        )
+    )
     thread = threading.Thread(target=server.run, name=f"shard-{i}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -64,8 +69,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter.shutdown()
 
 
-def _trace_of(exporter: InMemorySpanExporter, trace_id: int,
-              timeout_s: float = 5.0) -> list[ReadableSpan]:
+def _trace_of(
+    exporter: InMemorySpanExporter, trace_id: int, timeout_s: float = 5.0
+) -> list[ReadableSpan]:
     """The spans of one trace, once there are as many shard spans as shard calls (or after
     ``timeout_s``): a shard's server span ends as its response is sent, which can be a moment
     after the client has read it."""
@@ -80,20 +86,25 @@ def _trace_of(exporter: InMemorySpanExporter, trace_id: int,
 
 
 def test_one_check_is_one_trace_across_the_api_and_the_shards(tmp_path, spans, extractor):
-    files = {"/v/orig.mp4": make_video(1), "/v/flip.mp4": make_video(1, hflip=True,
-                                                                       audio_seed=21)}
-    with serve_files(files) as served, shard_in_thread(0, tmp_path / "shard-0") as s0, \
-            shard_in_thread(1, tmp_path / "shard-1") as s1:
-        settings = Settings(data_dir=tmp_path / "api", fetch_allow=["127.0.0.1"],
-                            indexer_urls=[s0, s1])
+    files = {"/v/orig.mp4": make_video(1), "/v/flip.mp4": make_video(1, hflip=True, audio_seed=21)}
+    with (
+        serve_files(files) as served,
+        shard_in_thread(0, tmp_path / "shard-0") as s0,
+        shard_in_thread(1, tmp_path / "shard-1") as s1,
+    ):
+        settings = Settings(
+            data_dir=tmp_path / "api", fetch_allow=["127.0.0.1"], indexer_urls=[s0, s1]
+        )
         checker = build_checker(settings, extractor)
         try:
             with TestClient(create_app(settings, checker=checker)) as client:
-                first = client.post("/check-video-duplicate",
-                                    json={"link": f"{served.base}/v/orig.mp4"})
+                first = client.post(
+                    "/check-video-duplicate", json={"link": f"{served.base}/v/orig.mp4"}
+                )
                 assert first.status_code == 200 and not first.json()["is_duplicate"], first.text
-                copy = client.post("/check-video-duplicate",
-                                   json={"link": f"{served.base}/v/flip.mp4"})
+                copy = client.post(
+                    "/check-video-duplicate", json={"link": f"{served.base}/v/flip.mp4"}
+                )
                 assert copy.status_code == 200, copy.text
                 assert copy.json()["duplicate_for"] == "orig"
         finally:
@@ -118,12 +129,15 @@ def test_one_check_is_one_trace_across_the_api_and_the_shards(tmp_path, spans, e
     # Search: one call span per shard under "search", each with that shard's server span below.
     # Store (a duplicate is added as it is, no settlement): one add on the video's owner shard.
     stage = {s.name: s.context.span_id for s in trace if s.name in STAGE_SPANS}
-    expect = {"search": ("indexer search", "shard.search", 2), "store": ("indexer add",
-                                                                        "shard.add", 1)}
+    expect = {
+        "search": ("indexer search", "shard.search", 2),
+        "store": ("indexer add", "shard.add", 1),
+    }
     for parent_stage, (call_name, server_name, count) in expect.items():
         calls = [s for s in trace if s.name == call_name]
-        assert len(calls) == count and all(c.parent.span_id == stage[parent_stage]
-                                           for c in calls), names
+        assert len(calls) == count and all(
+            c.parent.span_id == stage[parent_stage] for c in calls
+        ), names
         for call in calls:
             served_by = [s for s in trace if s.parent and s.parent.span_id == call.context.span_id]
             assert [s.name for s in served_by] == [server_name], names

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from shardtools import record, scene
-from vdup.catalog.local import StoredRows
+from support.shards import record, scene
+from vdup.catalog.types import StoredRows
 from vdup.indexer import wire
 from vdup.indexer.server import ShardSettings, create_app
 from vdup.matching.decide import Candidate
@@ -20,10 +20,16 @@ from vdup.matching.decide import Candidate
 def _candidate(vid: str, rows: int, audio_rows: int, retrieval: float) -> Candidate:
     rng = np.random.default_rng(rows)
     desc = rng.standard_normal((rows, 512)).astype(np.float16).astype(np.float32)
-    return Candidate(vid, "root-" + vid, desc, np.arange(rows, dtype=np.int8) % 3,
-                     np.linspace(0, 5, rows, dtype=np.float32),
-                     rng.standard_normal((audio_rows, 128)).astype(np.float16).astype(np.float32),
-                     6.5, retrieval)
+    return Candidate(
+        vid,
+        "root-" + vid,
+        desc,
+        np.arange(rows, dtype=np.int8) % 3,
+        np.linspace(0, 5, rows, dtype=np.float32),
+        rng.standard_normal((audio_rows, 128)).astype(np.float16).astype(np.float32),
+        6.5,
+        retrieval,
+    )
 
 
 def test_candidates_round_trip_exactly_at_stored_precision():
@@ -64,28 +70,54 @@ def _frame(meta: dict, specs: list, payload: bytes = b"", magic=b"VDUP", version
 GOOD = wire.encode_search(np.ones((2, 512), np.float32), 8, 4)
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"", "too short"),
-    (pickle.dumps({"query": [1.0]}), "not a vdup frame"),
-    (GOOD[:-4], "shorter than its shape"),
-    (GOOD + b"\0", "bytes after the last array"),
-    (_frame({}, [], version=9), "version 9"),
-    (struct.pack("<4sBI", b"VDUP", 1, 2**31) + b"{}", "header length"),
-    (struct.pack("<4sBI", b"VDUP", 1, 3) + b"{x}", "not JSON"),
-    (_frame({"k": 8, "max_candidates": 4}, [{"name": "query", "dtype": "O", "shape": [1]}]),
-     "dtype 'O'"),
-    (_frame({"k": 8, "max_candidates": 4},
-            [{"name": "query", "dtype": "f4", "shape": [1, 511]}], b"\0" * 4 * 511),
-     r"expected \[n, 512\]"),
-    (_frame({"k": 8, "max_candidates": 4},
-            [{"name": "query", "dtype": "f4", "shape": [-1, 512]}]), "bad shape"),
-    (_frame({"k": 0, "max_candidates": 4},
-            [{"name": "query", "dtype": "f4", "shape": [1, 512]}], b"\0" * 2048), "k must be"),
-    (_frame({"k": 8, "max_candidates": 4},
-            [{"name": "other", "dtype": "f4", "shape": [1, 512]}], b"\0" * 2048),
-     "'query' is missing"),
-    (wire.encode_search(np.full((1, 512), np.nan, np.float32), 8, 4), "NaN"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b"", "too short"),
+        (pickle.dumps({"query": [1.0]}), "not a vdup frame"),
+        (GOOD[:-4], "shorter than its shape"),
+        (GOOD + b"\0", "bytes after the last array"),
+        (_frame({}, [], version=9), "version 9"),
+        (struct.pack("<4sBI", b"VDUP", 1, 2**31) + b"{}", "header length"),
+        (struct.pack("<4sBI", b"VDUP", 1, 3) + b"{x}", "not JSON"),
+        (
+            _frame({"k": 8, "max_candidates": 4}, [{"name": "query", "dtype": "O", "shape": [1]}]),
+            "dtype 'O'",
+        ),
+        (
+            _frame(
+                {"k": 8, "max_candidates": 4},
+                [{"name": "query", "dtype": "f4", "shape": [1, 511]}],
+                b"\0" * 4 * 511,
+            ),
+            r"expected \[n, 512\]",
+        ),
+        (
+            _frame(
+                {"k": 8, "max_candidates": 4},
+                [{"name": "query", "dtype": "f4", "shape": [-1, 512]}],
+            ),
+            "bad shape",
+        ),
+        (
+            _frame(
+                {"k": 0, "max_candidates": 4},
+                [{"name": "query", "dtype": "f4", "shape": [1, 512]}],
+                b"\0" * 2048,
+            ),
+            "k must be",
+        ),
+        (
+            _frame(
+                {"k": 8, "max_candidates": 4},
+                [{"name": "other", "dtype": "f4", "shape": [1, 512]}],
+                b"\0" * 2048,
+            ),
+            "'query' is missing",
+        ),
+        (wire.encode_search(np.full((1, 512), np.nan, np.float32), 8, 4), "NaN"),
+    ],
+)
 def test_malformed_search_bodies_are_refused_with_a_reason(body, message):
     with pytest.raises(wire.WireError, match=message):
         wire.decode_search(body)
@@ -100,10 +132,15 @@ def test_malformed_add_bodies_are_refused_with_a_reason():
         bad = {k: v for k, v in rec.items() if k != "root_id"}
         wire.decode_add(wire.encode({"record": bad, "pending": False, "has_rows": False}, {}))
     rows = StoredRows.from_features(scene(1))
-    body = wire.encode({"record": rec, "pending": False, "has_rows": True},
-                       {"descriptors": rows.descriptors.astype(np.float16),
-                        "views": rows.views[:-1], "times": rows.times,
-                        "audio": rows.audio.astype(np.float16)})
+    body = wire.encode(
+        {"record": rec, "pending": False, "has_rows": True},
+        {
+            "descriptors": rows.descriptors.astype(np.float16),
+            "views": rows.views[:-1],
+            "times": rows.times,
+            "audio": rows.audio.astype(np.float16),
+        },
+    )
     with pytest.raises(wire.WireError, match="'views': shape"):
         wire.decode_add(body)
 

@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from media_factory import make_video  # noqa: E402
-from tools.trainset import generate  # noqa: E402
-from tools.trainset.edits import EDITS, FAMILIES, FAMILY_NAMES, pitch_shift_audio, \
-    stretch  # noqa: E402
-from tools.trainset.media import AUDIO_RATE, Clip, load  # noqa: E402
-from tools.trainset.plan import GAP_S, Footage, Planner, Source, plan_groups, \
-    sources_from_manifest  # noqa: E402
+from support.media import make_video
+from tools.trainset import generate
+from tools.trainset.edits import EDITS, FAMILIES, FAMILY_NAMES, pitch_shift_audio, stretch
+from tools.trainset.media import AUDIO_RATE, Clip, load
+from tools.trainset.plan import GAP_S, Footage, Planner, Source, plan_groups, sources_from_manifest
 
 
 def _clip(n: int = 12, h: int = 48, w: int = 64, seed: int = 0, audio: bool = True) -> Clip:
@@ -31,11 +25,36 @@ def _clip(n: int = 12, h: int = 48, w: int = 64, seed: int = 0, audio: bool = Tr
     return Clip(frames, 12.0, a if audio else None)
 
 
-SAME_LENGTH = {"crop", "pad", "scale", "rotate", "rotate90", "hflip", "vflip",
-               "perspective_shake", "aspect_ratio", "reframe_916", "overlay_dots",
-               "overlay_shapes", "overlay_onto_video", "pip_in_other", "pip_other_in", "blend",
-               "hstack", "vstack", "pixelization", "brightness", "contrast", "saturation",
-               "grayscale", "color_jitter", "blur", "sharpen", "noise", "encoding_quality"}
+SAME_LENGTH = {
+    "crop",
+    "pad",
+    "scale",
+    "rotate",
+    "rotate90",
+    "hflip",
+    "vflip",
+    "perspective_shake",
+    "aspect_ratio",
+    "reframe_916",
+    "overlay_dots",
+    "overlay_shapes",
+    "overlay_onto_video",
+    "pip_in_other",
+    "pip_other_in",
+    "blend",
+    "hstack",
+    "vstack",
+    "pixelization",
+    "brightness",
+    "contrast",
+    "saturation",
+    "grayscale",
+    "color_jitter",
+    "blur",
+    "sharpen",
+    "noise",
+    "encoding_quality",
+}
 
 
 @pytest.mark.parametrize("name", sorted(SAME_LENGTH))
@@ -44,8 +63,9 @@ def test_visual_edit_changes_pixels_and_keeps_frame_count(name):
     out, params = EDITS[name].fn(clip, np.random.default_rng(3), partner)
     assert out.frames.dtype == np.uint8 and out.frames.ndim == 4
     assert len(out.frames) == len(clip.frames)
-    assert out.frames.shape[1:] != clip.frames.shape[1:] or not np.array_equal(out.frames,
-                                                                                clip.frames)
+    assert out.frames.shape[1:] != clip.frames.shape[1:] or not np.array_equal(
+        out.frames, clip.frames
+    )
     json.dumps(params)
 
 
@@ -65,8 +85,7 @@ def test_temporal_edits_change_duration_as_stated():
     looped, p = EDITS["loop"].fn(clip, rng, None)
     assert len(looped.frames) == 24 * p["times"]
     inserted, p = EDITS["insert_in_footage"].fn(clip, rng, _clip(seed=5))
-    assert inserted.duration == pytest.approx(clip.duration + p["before_s"] + p["after_s"],
-                                              abs=0.2)
+    assert inserted.duration == pytest.approx(clip.duration + p["before_s"] + p["after_s"], abs=0.2)
     assert inserted.audio.size == pytest.approx(inserted.duration * AUDIO_RATE, rel=0.02)
 
 
@@ -76,8 +95,9 @@ def test_audio_edits_keep_length_and_change_sound():
     assert shifted.size == a.size and not np.allclose(shifted, a)
     assert stretch(a, 2.0).size == 2 * a.size
     spec = np.abs(np.fft.rfft(shifted))
-    assert np.argmax(spec) / np.argmax(np.abs(np.fft.rfft(a))) == pytest.approx(2 ** (5 / 12),
-                                                                                rel=0.05)
+    assert np.argmax(spec) / np.argmax(np.abs(np.fft.rfft(a))) == pytest.approx(
+        2 ** (5 / 12), rel=0.05
+    )
     clip = _clip()
     for name in ("audio_noise", "volume"):
         out, _ = EDITS[name].fn(clip, np.random.default_rng(0), None)
@@ -97,8 +117,11 @@ def test_footage_pieces_never_overlap_and_keep_the_gap():
 
 
 def test_chains_use_distinct_families_and_at_most_one_partner():
-    planner = Planner([Source("a", "x", 30, True), Source("b", "y", 30, True)],
-                      Footage([Source("a", "x", 30, True), Source("b", "y", 30, True)]), 0)
+    planner = Planner(
+        [Source("a", "x", 30, True), Source("b", "y", 30, True)],
+        Footage([Source("a", "x", 30, True), Source("b", "y", 30, True)]),
+        0,
+    )
     rng = np.random.default_rng(0)
     for _ in range(200):
         chain = planner.sample_chain(rng, 3, has_audio=False)
@@ -113,13 +136,15 @@ def source_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("sources")
     for seed in range(4):
         (d / f"src{seed}.mp4").write_bytes(
-            make_video(seed + 10, duration_s=40.0, width=96, height=64, fps=8))
+            make_video(seed + 10, duration_s=40.0, width=96, height=64, fps=8)
+        )
     return d
 
 
 def _run(out: Path, src: Path, groups: int) -> None:
-    generate.main(["--sources", str(src), "--out", str(out), "--groups", str(groups),
-                   "--augly-share", "0"])
+    generate.main(
+        ["--sources", str(src), "--out", str(out), "--groups", str(groups), "--augly-share", "0"]
+    )
 
 
 def _rows(out: Path) -> list[dict]:
@@ -145,8 +170,7 @@ def test_generated_groups_form_a_valid_stream(tmp_path, source_dir):
             assert root["source"] == r["source"]
         else:
             assert r["duplicate_for"] == ""
-        assert r["families"] == ";".join(dict.fromkeys(FAMILIES[c]
-                                                       for c in json.loads(r["chain"])))
+        assert r["families"] == ";".join(dict.fromkeys(FAMILIES[c] for c in json.loads(r["chain"])))
     for m in generate.load_done(out).values():
         items = {it["id"]: it for it in m["items"]}
         order = m["seq"]
@@ -181,8 +205,20 @@ def test_still_takes_are_two_recordings_and_copies_name_the_first(tmp_path, sour
     from tools.trainset.overlays import thumb_similarity
 
     out = tmp_path / "gen"
-    generate.main(["--sources", str(source_dir), "--out", str(out), "--groups", "2",
-                   "--augly-share", "0", "--still-takes", "1"])
+    generate.main(
+        [
+            "--sources",
+            str(source_dir),
+            "--out",
+            str(out),
+            "--groups",
+            "2",
+            "--augly-share",
+            "0",
+            "--still-takes",
+            "1",
+        ]
+    )
     rows = _rows(out)
     by_uuid = {r["uuid"]: r for r in rows}
     takes = [r for r in rows if r["kind"] == "still_take"]
@@ -194,8 +230,9 @@ def test_still_takes_are_two_recordings_and_copies_name_the_first(tmp_path, sour
         assert r["is_duplicate"] == "True" and root["kind"] == "still_take"
         assert rows.index(root) < rows.index(r)
     for m in generate.load_done(out).values():
-        first, second = sorted((it for it in m["items"] if it["kind"] == "still_take"),
-                               key=lambda it: "other" in it)
+        first, second = sorted(
+            (it for it in m["items"] if it["kind"] == "still_take"), key=lambda it: "other" in it
+        )
         a, b = (load(out / "videos" / f"{it['uuid']}.mp4").frames for it in (first, second))
         assert np.abs(np.diff(a[:, ::4, ::4].astype(int), axis=0)).mean() < 12  # near-still
         assert thumb_similarity(a[0], b[0]) < generate.STILL_TAKES_ALIKE + 0.05
@@ -216,11 +253,21 @@ def test_dev_manifest_gives_only_non_copies(tmp_path):
     rows = []
     for i, kind in enumerate(["original", "copy", "distractor", "exact", "same_audio"]):
         u = f"{i:08d}-0000-4000-8000-000000000000"
-        (tmp_path / "videos" / f"{u}.mp4").write_bytes(make_video(i, duration_s=1.0, width=64,
-                                                                  height=48))
-        rows.append({"created": f"2024-01-01 00:0{i}:00", "uuid": u,
-                     "link": f"videos/{u}.mp4", "is_duplicate": str(kind in ("copy", "exact")),
-                     "duplicate_for": "", "is_hard": "False", "kind": kind, "chain": "[]"})
+        (tmp_path / "videos" / f"{u}.mp4").write_bytes(
+            make_video(i, duration_s=1.0, width=64, height=48)
+        )
+        rows.append(
+            {
+                "created": f"2024-01-01 00:0{i}:00",
+                "uuid": u,
+                "link": f"videos/{u}.mp4",
+                "is_duplicate": str(kind in ("copy", "exact")),
+                "duplicate_for": "",
+                "is_hard": "False",
+                "kind": kind,
+                "chain": "[]",
+            }
+        )
     with open(tmp_path / "manifest.csv", "w", newline="") as f:
         w = csv.DictWriter(f, list(rows[0]))
         w.writeheader()

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from support import REPO
+from vdup.devstack.triton import TritonServer, TritonStartError
+from vdup.settings import Settings
 from vdup.triton.repository import install
-from vdup.triton.server import TritonServer, TritonStartError
 
 
 def free_port() -> int:
@@ -23,9 +25,17 @@ def free_port() -> int:
 
 
 def _server(repository: Path, log: Path, **kwargs) -> TritonServer:
-    return TritonServer(repository, http_port=free_port(), grpc_port=free_port(),
-                        metrics_port=free_port(), log_path=log, install_models=False,
-                        ready_timeout_s=90, exit_timeout_s=2, **kwargs)
+    return TritonServer(
+        repository,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        log_path=log,
+        install_models=False,
+        ready_timeout_s=90,
+        exit_timeout_s=2,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +49,7 @@ def triton_server(tmp_path_factory):
     except TritonStartError as exc:
         pytest.skip(f"tritonserver cannot run on this machine: {str(exc).splitlines()[0]}")
     repository = root / "models"
-    for _ in install(repository):
+    for _ in install(repository, Settings().sscd_model, REPO / "model_repository"):
         pass
     server = _server(repository, root / "triton.log")
     try:

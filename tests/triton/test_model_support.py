@@ -6,9 +6,12 @@ import json
 
 import pytest
 
+from support import REPO
 from vdup.errors import BadMedia, MediaTooLarge
 from vdup.triton.model_support import error_text, model_settings, parse_error
-from vdup.triton.repository import SOURCE, missing
+from vdup.triton.repository import missing
+
+SOURCE = REPO / "model_repository"
 
 
 def args(**params: str) -> dict[str, str]:
@@ -54,12 +57,17 @@ def test_the_gpu_config_differs_from_the_cpu_one_only_in_device_and_chunk():
 
     cpu = (SOURCE / "video_embedding" / "config.pbtxt").read_text().splitlines()
     gpu = (SOURCE / "video_embedding" / "configs" / "gpu.pbtxt").read_text().splitlines()
-    changed = [line[1:] for line in difflib.unified_diff(cpu, gpu, lineterm="", n=0)
-               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    changed = [
+        line[1:]
+        for line in difflib.unified_diff(cpu, gpu, lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
     body = [line for line in changed if not line.startswith("#")]
-    assert sorted(body) == sorted([
-        '  { key: "chunk" value: { string_value: "64" } }',
-        '  { key: "chunk" value: { string_value: "256" } }',
-        "    kind: KIND_CPU",
-        "    kind: KIND_GPU",
-    ])
+    assert sorted(body) == sorted(
+        [
+            '  { key: "chunk" value: { string_value: "64" } }',
+            '  { key: "chunk" value: { string_value: "256" } }',
+            "    kind: KIND_CPU",
+            "    kind: KIND_GPU",
+        ]
+    )

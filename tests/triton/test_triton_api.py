@@ -10,12 +10,13 @@ from fastapi.testclient import TestClient
 from vdup.api.app import create_app
 from vdup.settings import Settings
 
-pytestmark = pytest.mark.triton
+pytestmark = [pytest.mark.triton, pytest.mark.slow]  # tritonserver
 
 
 def upload(client: TestClient, data: bytes, uuid: str):
-    return client.post("/videos", files={"file": (f"{uuid}.mp4", data, "video/mp4")},
-                       data={"uuid": uuid})
+    return client.post(
+        "/videos", files={"file": (f"{uuid}.mp4", data, "video/mp4")}, data={"uuid": uuid}
+    )
 
 
 def test_uploads_are_checked_through_triton(triton_server, videos, tmp_path, monkeypatch):

@@ -8,23 +8,29 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from media_factory import make_video
+from support.media import make_video
 from vdup.errors import BadMedia, Unavailable
 from vdup.triton.client import TritonExtractor
 
-pytestmark = pytest.mark.triton
+pytestmark = [pytest.mark.triton, pytest.mark.slow]  # tritonserver
 
 
-def infer(server, data: bytes, outputs=("TIMESTAMPS", "BOX", "META", "EMBEDDING",
-                                         "AUDIO_EMBEDDING"),
-          model: str = "ensemble_model") -> dict[str, np.ndarray]:
+def infer(
+    server,
+    data: bytes,
+    outputs=("TIMESTAMPS", "BOX", "META", "EMBEDDING", "AUDIO_EMBEDDING"),
+    model: str = "ensemble_model",
+) -> dict[str, np.ndarray]:
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         request = grpcclient.InferInput("VIDEO_BYTES", [1], "BYTES")
         request.set_data_from_numpy(np.array([data], dtype=np.object_))
-        result = client.infer(model, [request],
-                              outputs=[grpcclient.InferRequestedOutput(n) for n in outputs],
-                              client_timeout=60)
+        result = client.infer(
+            model,
+            [request],
+            outputs=[grpcclient.InferRequestedOutput(n) for n in outputs],
+            client_timeout=60,
+        )
         return {n: result.as_numpy(n) for n in outputs}
     finally:
         client.close()
@@ -51,8 +57,12 @@ def test_video_decode_samples_exactly_what_the_embedded_mode_samples(triton_serv
     from vdup.features.preprocess import decode_for_models
     from vdup.media.decode import MediaLimits, SamplingConfig
 
-    out = infer(triton_server, videos["trim_crop"], ("IMAGES", "TIMESTAMPS", "AUDIO", "BOX"),
-                model="video_decode")
+    out = infer(
+        triton_server,
+        videos["trim_crop"],
+        ("IMAGES", "TIMESTAMPS", "AUDIO", "BOX"),
+        model="video_decode",
+    )
     ref = decode_for_models(videos["trim_crop"], SamplingConfig(), MediaLimits())
     np.testing.assert_array_equal(out["IMAGES"], ref.images)
     np.testing.assert_array_equal(out["TIMESTAMPS"], ref.timestamps)
@@ -61,7 +71,8 @@ def test_video_decode_samples_exactly_what_the_embedded_mode_samples(triton_serv
 
 
 def test_a_bad_video_is_a_per_request_error_and_the_server_keeps_serving(
-        triton_server, triton_extractor, videos):
+    triton_server, triton_extractor, videos
+):
     junk = np.random.default_rng(0).bytes(50_000)
     with pytest.raises(InferenceServerException) as raw:
         infer(triton_server, junk)
@@ -80,8 +91,12 @@ def test_triton_and_embedded_paths_agree(triton_extractor, extractor, videos, na
     a = triton_extractor.extract(videos[name])
     b = extractor.extract(videos[name])
     np.testing.assert_array_equal(a.timestamps, b.timestamps)
-    assert (a.duration_s, a.width, a.height, a.sha256) == (b.duration_s, b.width, b.height,
-                                                           b.sha256)
+    assert (a.duration_s, a.width, a.height, a.sha256) == (
+        b.duration_s,
+        b.width,
+        b.height,
+        b.sha256,
+    )
     for view in ("frames", "flipped", "region", "region_flipped", "audio"):
         x, y = getattr(a, view), getattr(b, view)
         assert x.shape == y.shape, view
@@ -90,7 +105,8 @@ def test_triton_and_embedded_paths_agree(triton_extractor, extractor, videos, na
 
 
 def test_an_unreachable_or_slow_triton_is_unavailable_not_a_decision(
-        triton_server, triton_extractor, videos):
+    triton_server, triton_extractor, videos
+):
     with socket_closed_port() as port:
         down = TritonExtractor(f"127.0.0.1:{port}", timeout_s=5)
         assert not down.ready()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.trainset.edits import register, _u
+from tools.trainset.edits import _u, register
 from tools.trainset.media import encode, load, write_atomic
 
 
@@ -56,15 +56,22 @@ def _run(clip, fn, **kw):
 
 @register("augly_overlay_text", "overlay", backend="augly")
 def augly_overlay_text(clip, rng, partner):
-    kw = {"text_len": int(rng.integers(4, 16)), "fontscales": (0.5, 1.5),
-          "random_movement": bool(rng.random() < 0.3)}
+    kw = {
+        "text_len": int(rng.integers(4, 16)),
+        "fontscales": (0.5, 1.5),
+        "random_movement": bool(rng.random() < 0.3),
+    }
     return _run(clip, "overlay_text", **kw), {k: v for k, v in kw.items() if k != "fontscales"}
 
 
 @register("augly_overlay_emoji", "overlay", backend="augly")
 def augly_overlay_emoji(clip, rng, partner):
-    kw = {"x_factor": _u(rng, 0.05, 0.7), "y_factor": _u(rng, 0.05, 0.7),
-          "opacity": _u(rng, 0.5, 1.0), "emoji_size": _u(rng, 0.1, 0.35)}
+    kw = {
+        "x_factor": _u(rng, 0.05, 0.7),
+        "y_factor": _u(rng, 0.05, 0.7),
+        "opacity": _u(rng, 0.5, 1.0),
+        "emoji_size": _u(rng, 0.1, 0.35),
+    }
     return _run(clip, "overlay_emoji", **kw), {k: round(v, 3) for k, v in kw.items()}
 
 
@@ -76,17 +83,20 @@ def augly_overlay_shapes(clip, rng, partner):
 
 @register("augly_overlay_dots", "overlay", backend="augly")
 def augly_overlay_dots(clip, rng, partner):
-    kw = {"num_dots": int(rng.integers(50, 300)),
-          "dot_type": str(rng.choice(["colored", "blur"]))}
+    kw = {"num_dots": int(rng.integers(50, 300)), "dot_type": str(rng.choice(["colored", "blur"]))}
     return _run(clip, "overlay_dots", **kw), kw
 
 
 @register("augly_perspective_shake", "spatial", backend="augly")
 def augly_perspective_shake(clip, rng, partner):
-    kw = {"sigma": _u(rng, 10, 60), "shake_radius": _u(rng, 0, 8),
-          "seed": int(rng.integers(0, 2**31))}
-    return _run(clip, "perspective_transform_and_shake", **kw), \
-        {k: round(v, 3) if isinstance(v, float) else v for k, v in kw.items()}
+    kw = {
+        "sigma": _u(rng, 10, 60),
+        "shake_radius": _u(rng, 0, 8),
+        "seed": int(rng.integers(0, 2**31)),
+    }
+    return _run(clip, "perspective_transform_and_shake", **kw), {
+        k: round(v, 3) if isinstance(v, float) else v for k, v in kw.items()
+    }
 
 
 AUGLY_TWINS = {

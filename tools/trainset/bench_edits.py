@@ -17,9 +17,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.trainset import augly_edits  # noqa: E402
-from tools.trainset.edits import EDITS  # noqa: E402
-from tools.trainset.media import encode, load  # noqa: E402
+from tools.trainset import augly_edits
+from tools.trainset.edits import EDITS
+from tools.trainset.media import encode, load
 
 
 def main() -> None:
@@ -31,8 +31,10 @@ def main() -> None:
     clip = load(args.video, 0, args.seconds)
     partner = load(args.video, args.seconds, args.seconds)
     h, w = clip.size
-    print(f"clip: {len(clip.frames)} frames {w}x{h} @ {clip.fps:.1f} fps, "
-          f"audio {clip.audio is not None}")
+    print(
+        f"clip: {len(clip.frames)} frames {w}x{h} @ {clip.fps:.1f} fps, "
+        f"audio {clip.audio is not None}"
+    )
     t = time.perf_counter()
     encode(clip)
     print(f"final encode (veryfast): {time.perf_counter() - t:.2f} s\n")
@@ -44,8 +46,7 @@ def main() -> None:
             continue
         t = time.perf_counter()
         e.fn(clip, np.random.default_rng(0), partner)
-        print(f"| {name} | {e.family} | {e.backend} | {time.perf_counter() - t:.2f} |",
-              flush=True)
+        print(f"| {name} | {e.family} | {e.backend} | {time.perf_counter() - t:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

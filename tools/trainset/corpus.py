@@ -12,6 +12,7 @@ Mirrors: DIR/<owner>+<name> is either a bare git dir, or holds one (e.g. .../rep
 .../*.git). Output files are named <sha256[:16]><ext of the source path>.
 Standard library only.
 """
+
 import argparse
 import csv
 import hashlib
@@ -62,8 +63,10 @@ def build(mirrors, out):
             print(f"missing mirror: {row['repo']}", file=sys.stderr)
             failed += 1
             continue
-        p = subprocess.run(["git", "--git-dir", str(gd), "show", f"{row['commit']}:{row['path']}"],
-                           capture_output=True)
+        p = subprocess.run(
+            ["git", "--git-dir", str(gd), "show", f"{row['commit']}:{row['path']}"],
+            capture_output=True,
+        )
         if p.returncode != 0 or sha256(p.stdout) != row["sha256"]:
             print(f"bad blob: {row['repo']} {row['path']}", file=sys.stderr)
             failed += 1

@@ -15,14 +15,21 @@ from __future__ import annotations
 
 import importlib.util
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from tools.trainset.media import AUDIO_RATE, Clip, decode_bytes, encode, fit_size, resize, \
-    resize_frame
+from tools.trainset.media import (
+    AUDIO_RATE,
+    Clip,
+    decode_bytes,
+    encode,
+    fit_size,
+    resize,
+    resize_frame,
+)
 
 EditFn = Callable[[Clip, np.random.Generator, "Clip | None"], tuple[Clip, dict]]
 
@@ -85,8 +92,9 @@ def fit_audio(audio: np.ndarray | None, m: int) -> np.ndarray | None:
     return np.resize(audio, m).astype(np.float32)
 
 
-def paste(frames: np.ndarray, img: np.ndarray, y: int, x: int, alpha: np.ndarray | float = 1.0
-          ) -> np.ndarray:
+def paste(
+    frames: np.ndarray, img: np.ndarray, y: int, x: int, alpha: np.ndarray | float = 1.0
+) -> np.ndarray:
     """Blend the static uint8 [h, w, 3] ``img`` (alpha: scalar or float [h, w, 1] in [0, 1])
     into every frame at top-left (y, x), clipped to the frame; in place, returns frames."""
     H, W = frames.shape[1:3]
@@ -117,8 +125,12 @@ def crop(clip, rng, partner):
     fh, fw = _u(rng, 0.5, 0.9), _u(rng, 0.5, 0.9)
     ch, cw = max(16, int(h * fh)), max(16, int(w * fw))
     y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    return clip.with_(frames=clip.frames[:, y : y + ch, x : x + cw].copy()), \
-        {"y": y, "x": x, "h": ch, "w": cw}
+    return clip.with_(frames=clip.frames[:, y : y + ch, x : x + cw].copy()), {
+        "y": y,
+        "x": x,
+        "h": ch,
+        "w": cw,
+    }
 
 
 @register("pad", "spatial")
@@ -131,8 +143,13 @@ def pad(clip, rng, partner):
     out = np.empty((len(clip.frames), h + t + b, w + l + r, 3), np.uint8)
     out[:] = color
     out[:, t : t + h, l : l + w] = clip.frames
-    return clip.with_(frames=out), {"top": t, "bottom": b, "left": l, "right": r,
-                                    "color": color.tolist()}
+    return clip.with_(frames=out), {
+        "top": t,
+        "bottom": b,
+        "left": l,
+        "right": r,
+        "color": color.tolist(),
+    }
 
 
 @register("scale", "spatial")
@@ -163,8 +180,9 @@ def rotate(clip, rng, partner):
 @register("rotate90", "spatial")
 def rotate90(clip, rng, partner):
     k = int(rng.choice([1, 2, 3]))
-    return clip.with_(frames=np.ascontiguousarray(np.rot90(clip.frames, k, axes=(1, 2)))), \
-        {"degrees": 90 * k}
+    return clip.with_(frames=np.ascontiguousarray(np.rot90(clip.frames, k, axes=(1, 2)))), {
+        "degrees": 90 * k
+    }
 
 
 @register("hflip", "spatial")
@@ -236,8 +254,9 @@ def reframe_916(clip, rng, partner):
     out = np.empty((len(clip.frames), H, W, 3), np.uint8)
     y, x = (H - fh) // 2, (W - fw) // 2
     for i, f in enumerate(clip.frames):
-        bg = resize_frame(f[cy : cy + ch, cx : cx + cw], max(2, int(H / k)), max(2, int(W / k)),
-                          "AREA")
+        bg = resize_frame(
+            f[cy : cy + ch, cx : cx + cw], max(2, int(H / k)), max(2, int(W / k)), "AREA"
+        )
         out[i] = resize_frame(bg, H, W, "BILINEAR")
         out[i, y : y + fh, x : x + fw] = resize_frame(f, fh, fw)
     return clip.with_(frames=out), {"blur_factor": round(k, 1)}
@@ -343,7 +362,8 @@ def blend(clip, rng, partner):
     out = np.empty_like(clip.frames)
     for i in range(0, len(out), 32):
         out[i : i + 32] = (clip.frames[i : i + 32] * a + other[i : i + 32] * (1 - a)).astype(
-            np.uint8)
+            np.uint8
+        )
     return clip.with_(frames=out), {"clip_opacity": round(a, 3)}
 
 
@@ -374,7 +394,7 @@ def _lut(frames: np.ndarray, lut: np.ndarray) -> np.ndarray:
 @register("pixelization", "quality")
 def pixelization(clip, rng, partner):
     k = int(rng.integers(3, 13))
-    n, h, w = len(clip.frames), *clip.size
+    _n, h, w = len(clip.frames), *clip.size
     small = resize(clip.frames, max(2, h // k), max(2, w // k), "AREA")
     return clip.with_(frames=resize(small, h, w, "POINT")), {"block": k}
 
@@ -388,16 +408,23 @@ def brightness(clip, rng, partner):
 @register("contrast", "quality")
 def contrast(clip, rng, partner):
     c = float(rng.choice([_u(rng, 0.35, 0.7), _u(rng, 1.3, 2.0)]))
-    return clip.with_(frames=_lut(clip.frames, (np.arange(256) - 128) * c + 128)), \
-        {"factor": round(c, 3)}
+    return clip.with_(frames=_lut(clip.frames, (np.arange(256) - 128) * c + 128)), {
+        "factor": round(c, 3)
+    }
 
 
 def _luma(frames: np.ndarray) -> np.ndarray:
     """uint8 [n, h, w, 3] -> uint8 [n, h, w] (swscale's RGB -> gray)."""
     import av
 
-    return np.stack([av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-                     .reformat(format="gray").to_ndarray() for f in frames])
+    return np.stack(
+        [
+            av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            .reformat(format="gray")
+            .to_ndarray()
+            for f in frames
+        ]
+    )
 
 
 def _saturate(frames: np.ndarray, s: float) -> np.ndarray:
@@ -429,8 +456,11 @@ def color_jitter(clip, rng, partner):
     base = (np.arange(256)[:, None] - 128) * c + 128 + b
     lut = np.clip(base * gains[None], 0, 255).astype(np.uint8)  # [256, 3]
     out = np.stack([lut[clip.frames[..., k], k] for k in range(3)], axis=-1)
-    return clip.with_(frames=out), {"gains": np.round(gains, 3).tolist(),
-                                    "brightness": round(b, 1), "contrast": round(c, 3)}
+    return clip.with_(frames=out), {
+        "gains": np.round(gains, 3).tolist(),
+        "brightness": round(b, 1),
+        "contrast": round(c, 3),
+    }
 
 
 @register("blur", "quality")
@@ -540,8 +570,7 @@ def loop(clip, rng, partner):
     times = int(rng.integers(2, 4))
     times = max(2, min(times, int(30 // max(clip.duration, 1e-3))))
     audio = None if clip.audio is None else np.tile(clip.audio, times)
-    return clip.with_(frames=np.concatenate([clip.frames] * times), audio=audio), \
-        {"times": times}
+    return clip.with_(frames=np.concatenate([clip.frames] * times), audio=audio), {"times": times}
 
 
 def _join(parts: list[Clip], fps: float) -> Clip:
@@ -559,8 +588,11 @@ def _footage(partner: Clip, start: float, dur: float, h: int, w: int, fps: float
     n = max(1, int(dur * fps))
     shifted = partner.with_(frames=np.roll(partner.frames, -int(start * partner.fps), axis=0))
     m = int(dur * AUDIO_RATE)
-    audio = None if partner.audio is None else fit_audio(
-        np.roll(partner.audio, -int(start * AUDIO_RATE)), m)
+    audio = (
+        None
+        if partner.audio is None
+        else fit_audio(np.roll(partner.audio, -int(start * AUDIO_RATE)), m)
+    )
     return Clip(fit_partner(shifted, n, h, w, fps), fps, audio)
 
 
@@ -584,11 +616,17 @@ def partial_insert(clip, rng, partner):
     ph, pw = fit_size(*partner.size)
     inner = _cut(clip, start, piece)
     inner = inner.with_(frames=resize(inner.frames, ph, pw))
-    parts = [_footage(partner, 0, before, ph, pw, clip.fps), inner,
-             _footage(partner, before, after, ph, pw, clip.fps)]
-    return _join(parts, clip.fps), {"piece_start_s": round(start, 2),
-                                    "piece_s": round(piece, 2), "before_s": round(before, 2),
-                                    "after_s": round(after, 2)}
+    parts = [
+        _footage(partner, 0, before, ph, pw, clip.fps),
+        inner,
+        _footage(partner, before, after, ph, pw, clip.fps),
+    ]
+    return _join(parts, clip.fps), {
+        "piece_start_s": round(start, 2),
+        "piece_s": round(piece, 2),
+        "before_s": round(before, 2),
+        "after_s": round(after, 2),
+    }
 
 
 # ---------------------------------------------------------------- audio
@@ -636,8 +674,7 @@ def volume(clip, rng, partner):
     db = float(rng.choice([_u(rng, -15, -4), _u(rng, 3, 10)]))
     if clip.audio is None:
         return clip, {"gain_db": 0.0}
-    return clip.with_(audio=np.clip(clip.audio * 10 ** (db / 20), -1, 1)), \
-        {"gain_db": round(db, 1)}
+    return clip.with_(audio=np.clip(clip.audio * 10 ** (db / 20), -1, 1)), {"gain_db": round(db, 1)}
 
 
 def random_text(rng: np.random.Generator, words: tuple[int, int] = (1, 5)) -> str:
@@ -647,9 +684,13 @@ def random_text(rng: np.random.Generator, words: tuple[int, int] = (1, 5)) -> st
     return " ".join("".join(rng.choice(letters, int(rng.integers(2, 9)))) for _ in range(n))
 
 
-def apply_chain(clip: Clip, names: list[str], rng: np.random.Generator,
-                partners: dict[int, Clip], seeds: dict[int, int] | None = None
-                ) -> tuple[Clip, list[dict]]:
+def apply_chain(
+    clip: Clip,
+    names: list[str],
+    rng: np.random.Generator,
+    partners: dict[int, Clip],
+    seeds: dict[int, int] | None = None,
+) -> tuple[Clip, list[dict]]:
     """Apply edits ``names`` in order; partners[i] feeds edit i; seeds[i], when given, seeds
     edit i's parameters (so a template negative repeats a copy's template exactly). Returns
     the clip and one {"name", "params"} per edit."""

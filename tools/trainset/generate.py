@@ -31,17 +31,47 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.trainset.edits import FAMILIES, apply_chain  # noqa: E402
-from tools.trainset.media import AUDIO_RATE, Clip, encode, fit_size, load, write_atomic  # noqa: E402,E501
-from tools.trainset.plan import (Source, footage_of, plan_groups, sources_from_dir,  # noqa: E402
-                                 sources_from_manifest, stable_hash)
+from tools.trainset.edits import FAMILIES, apply_chain
+from tools.trainset.media import AUDIO_RATE, Clip, encode, fit_size, load, write_atomic
+from tools.trainset.plan import (
+    Source,
+    footage_of,
+    plan_groups,
+    sources_from_dir,
+    sources_from_manifest,
+    stable_hash,
+)
 
-MANIFEST_COLUMNS = ["created", "uuid", "link", "is_duplicate", "duplicate_for", "is_hard",
-                    "kind", "chain", "source", "families"]
-HARD_KINDS = {"hard_negative", "same_audio", "same_audio_lookalike", "template_negative",
-              "partial", "copy_of_copy"}
-HARD_EDITS = {"overlay_onto_video", "pip_in_other", "overlay_onto_screenshot", "blend",
-              "hstack", "vstack", "reframe_916", "insert_in_footage"}
+MANIFEST_COLUMNS = [
+    "created",
+    "uuid",
+    "link",
+    "is_duplicate",
+    "duplicate_for",
+    "is_hard",
+    "kind",
+    "chain",
+    "source",
+    "families",
+]
+HARD_KINDS = {
+    "hard_negative",
+    "same_audio",
+    "same_audio_lookalike",
+    "template_negative",
+    "partial",
+    "copy_of_copy",
+}
+HARD_EDITS = {
+    "overlay_onto_video",
+    "pip_in_other",
+    "overlay_onto_screenshot",
+    "blend",
+    "hstack",
+    "vstack",
+    "reframe_916",
+    "insert_in_footage",
+}
 STREAM_START = datetime(2024, 7, 1)
 
 
@@ -106,8 +136,9 @@ def _partners(it: dict, sources) -> dict[int, Clip]:
     return {int(k): _load_piece(p, sources) for k, p in it["partners"].items()}
 
 
-def build_item(it: dict, made: dict[str, Clip], files: dict[str, Path], sources
-               ) -> tuple[Clip | None, list[dict]]:
+def build_item(
+    it: dict, made: dict[str, Clip], files: dict[str, Path], sources
+) -> tuple[Clip | None, list[dict]]:
     """The clip of one planned item (None for an exact copy) and its applied edits."""
     rng = np.random.default_rng(it["seed"])
     seeds = {int(k): v for k, v in it["seeds"].items()}
@@ -159,16 +190,33 @@ def make_group(plan: dict, out: Path, sources: dict[str, Source]) -> dict:
             crf = int(np.random.default_rng(it["seed"] + 1).integers(18, 29))
             write_atomic(path, encode(clip, crf=crf))
             h, w = fit_size(*clip.size)
-            meta = {"frames": len(clip.frames), "fps": round(clip.fps, 3), "height": h, "width": w,
-                    "duration_s": round(clip.duration, 3), "audio": clip.audio is not None,
-                    "crf": crf}
+            meta = {
+                "frames": len(clip.frames),
+                "fps": round(clip.fps, 3),
+                "height": h,
+                "width": w,
+                "duration_s": round(clip.duration, 3),
+                "audio": clip.audio is not None,
+                "crf": crf,
+            }
         files[iid] = path
-        results.append({"id": iid, "applied": applied, "seconds": round(time.time() - t, 2),
-                        "bytes": path.stat().st_size, **meta})
-    marker = {**plan, "footage": footage_of(plan), "results": results,
-              "elapsed_s": round(time.time() - t0, 2), "finished": time.time()}
-    write_atomic(out / "groups" / f"{plan['group']}.json",
-                 json.dumps(marker, indent=1).encode())
+        results.append(
+            {
+                "id": iid,
+                "applied": applied,
+                "seconds": round(time.time() - t, 2),
+                "bytes": path.stat().st_size,
+                **meta,
+            }
+        )
+    marker = {
+        **plan,
+        "footage": footage_of(plan),
+        "results": results,
+        "elapsed_s": round(time.time() - t0, 2),
+        "finished": time.time(),
+    }
+    write_atomic(out / "groups" / f"{plan['group']}.json", json.dumps(marker, indent=1).encode())
     return marker
 
 
@@ -228,11 +276,21 @@ def run(args) -> None:
     sources = collect_sources(args.sources, args.dev_manifest)
     done = load_done(out)
     removed = clean_orphans(out, done)
-    plans = plan_groups(sources, done, args.groups, args.seed, args.augly_share,
-                        args.max_per_source, tuple(args.copies), args.still_takes)
-    print(f"{len(sources)} sources ({sum(s.duration for s in sources) / 60:.1f} min), "
-          f"{len(done)} groups done, {len(plans)} to make, {removed} orphan files removed",
-          flush=True)
+    plans = plan_groups(
+        sources,
+        done,
+        args.groups,
+        args.seed,
+        args.augly_share,
+        args.max_per_source,
+        tuple(args.copies),
+        args.still_takes,
+    )
+    print(
+        f"{len(sources)} sources ({sum(s.duration for s in sources) / 60:.1f} min), "
+        f"{len(done)} groups done, {len(plans)} to make, {removed} orphan files removed",
+        flush=True,
+    )
     smap = {s.id: s for s in sources}
     jobs = [(p, str(out), smap) for p in plans]
     t0, n_ok, n_items = time.time(), 0, 0
@@ -250,9 +308,11 @@ def run(args) -> None:
         n_ok += 1
         n_items += n
         el = time.time() - t0
-        print(f"done {gid}: {n} videos in {secs:.1f} s | {n_ok}/{len(plans)} groups, "
-              f"{n_ok / el * 60:.2f} groups/min, {el / max(1, n_items):.2f} s/video",
-              flush=True)
+        print(
+            f"done {gid}: {n} videos in {secs:.1f} s | {n_ok}/{len(plans)} groups, "
+            f"{n_ok / el * 60:.2f} groups/min, {el / max(1, n_items):.2f} s/video",
+            flush=True,
+        )
 
 
 # ---------------------------------------------------------------- the manifest
@@ -281,13 +341,20 @@ def manifest_rows(done: dict[str, dict], seed: int = 0) -> list[dict]:
             chain = (chains.get(it["parent"], []) + own) if it["kind"] == "copy_of_copy" else own
             chains[iid] = chain
             fams = list(dict.fromkeys(FAMILIES[c] for c in chain if c in FAMILIES))
-            rows.append({
-                "created": t.strftime("%Y-%m-%d %H:%M:%S"), "uuid": it["uuid"],
-                "link": f"videos/{it['uuid']}.mp4", "is_duplicate": str(it["is_duplicate"]),
-                "duplicate_for": uuid_of[it["root"]] if it["root"] else "",
-                "is_hard": str(_is_hard(it, chain)), "kind": it["kind"],
-                "chain": json.dumps(chain), "source": it["source"], "families": ";".join(fams),
-            })
+            rows.append(
+                {
+                    "created": t.strftime("%Y-%m-%d %H:%M:%S"),
+                    "uuid": it["uuid"],
+                    "link": f"videos/{it['uuid']}.mp4",
+                    "is_duplicate": str(it["is_duplicate"]),
+                    "duplicate_for": uuid_of[it["root"]] if it["root"] else "",
+                    "is_hard": str(_is_hard(it, chain)),
+                    "kind": it["kind"],
+                    "chain": json.dumps(chain),
+                    "source": it["source"],
+                    "families": ";".join(fams),
+                }
+            )
     rows.sort(key=lambda r: (r["created"], r["uuid"]))
     return rows
 
@@ -305,33 +372,58 @@ def assemble(args) -> None:
     for r in rows:
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
     pos = sum(r["is_duplicate"] == "True" for r in rows)
-    print(f"{len(done)} groups, {len(rows)} videos: {pos} duplicates, {len(rows) - pos} not; "
-          + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
+    print(
+        f"{len(done)} groups, {len(rows)} videos: {pos} duplicates, {len(rows) - pos} not; "
+        + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+    )
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd")
     r = sub.add_parser("run", help="make groups (the default command)")
-    r.add_argument("--sources", type=Path, nargs="*", default=[],
-                   help="directories of source videos (source id = file stem)")
-    r.add_argument("--dev-manifest", type=Path,
-                   help="a Yappy manifest: only its original/distractor/hard_negative/"
-                        "same_audio rows become sources, never its copies")
+    r.add_argument(
+        "--sources",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="directories of source videos (source id = file stem)",
+    )
+    r.add_argument(
+        "--dev-manifest",
+        type=Path,
+        help="a Yappy manifest: only its original/distractor/hard_negative/"
+        "same_audio rows become sources, never its copies",
+    )
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--groups", type=int, default=400, help="total groups wanted (done + new)")
     r.add_argument("--workers", type=int, default=1)
     r.add_argument("--nice", type=int, default=0)
-    r.add_argument("--augly-share", type=float, default=0.1,
-                   help="share of overlay/perspective edits done by AugLy itself (slow)")
+    r.add_argument(
+        "--augly-share",
+        type=float,
+        default=0.1,
+        help="share of overlay/perspective edits done by AugLy itself (slow)",
+    )
     r.add_argument("--max-per-source", type=int, default=20)
-    r.add_argument("--copies", type=int, nargs=2, default=[3, 5], metavar=("MIN", "MAX"),
-                   help="copies of each original (edits without partner footage use none, so "
-                        "more copies per original stretch a small corpus further)")
-    r.add_argument("--still-takes", type=float, default=0.0, metavar="P",
-                   help="share of groups that also get two near-still takes of one fixed-camera "
-                        "setup (not copies of each other) and copies of the first")
+    r.add_argument(
+        "--copies",
+        type=int,
+        nargs=2,
+        default=[3, 5],
+        metavar=("MIN", "MAX"),
+        help="copies of each original (edits without partner footage use none, so "
+        "more copies per original stretch a small corpus further)",
+    )
+    r.add_argument(
+        "--still-takes",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share of groups that also get two near-still takes of one fixed-camera "
+        "setup (not copies of each other) and copies of the first",
+    )
     a = sub.add_parser("assemble", help="write OUT/manifest.csv from the done groups")
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--seed", type=int, default=0)

@@ -41,7 +41,7 @@ class Clip:
         """(height, width) in px."""
         return self.frames.shape[1], self.frames.shape[2]
 
-    def with_(self, **kw) -> "Clip":
+    def with_(self, **kw) -> Clip:
         return replace(self, **kw)
 
 
@@ -106,8 +106,13 @@ def _read_audio(path: Path, start: float, duration: float) -> np.ndarray | None:
     return np.ascontiguousarray(a, dtype=np.float32) if a.size else None
 
 
-def load(path: Path, start: float = 0.0, duration: float = 1e9, max_side: int = MAX_SIDE,
-         max_fps: float = MAX_FPS) -> Clip:
+def load(
+    path: Path,
+    start: float = 0.0,
+    duration: float = 1e9,
+    max_side: int = MAX_SIDE,
+    max_fps: float = MAX_FPS,
+) -> Clip:
     """The segment [start, start + duration) s of a file, scaled to longest side <= max_side
     (even dims) and thinned to <= max_fps; audio mono at AUDIO_RATE (None when silent)."""
     frames: list[np.ndarray] = []
@@ -141,8 +146,13 @@ def _rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def encode(clip: Clip, crf: int = 23, preset: str = "veryfast", max_side: int = MAX_SIDE,
-           gop_s: float = 2.0) -> bytes:
+def encode(
+    clip: Clip,
+    crf: int = 23,
+    preset: str = "veryfast",
+    max_side: int = MAX_SIDE,
+    gop_s: float = 2.0,
+) -> bytes:
     """H.264 (yuv420p) + AAC (when the clip has audio) in MP4, longest side <= max_side px with
     even dims; returns the file's bytes."""
     h, w = fit_size(*clip.size, max_side)
@@ -161,8 +171,9 @@ def encode(clip: Clip, crf: int = 23, preset: str = "veryfast", max_side: int = 
             a = out.add_stream("aac", rate=AUDIO_RATE)
             a.layout = "mono"
         for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(resize_frame(f, h, w)),
-                                            format="rgb24")
+            vf = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(resize_frame(f, h, w)), format="rgb24"
+            )
             vf.pts = i
             for p in v.encode(vf):
                 out.mux(p)
@@ -171,8 +182,9 @@ def encode(clip: Clip, crf: int = 23, preset: str = "veryfast", max_side: int = 
         if a is not None:
             audio = np.clip(clip.audio, -1, 1).astype(np.float32)
             for i in range(0, audio.size, 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[None, i : i + 1024]),
-                                                format="fltp", layout="mono")
+                af = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(audio[None, i : i + 1024]), format="fltp", layout="mono"
+                )
                 af.sample_rate, af.pts = AUDIO_RATE, i
                 for p in a.encode(af):
                     out.mux(p)
@@ -193,8 +205,11 @@ def decode_bytes(data: bytes) -> Clip:
     with av.open(tmp) as c:
         if c.streams.audio:
             res = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-            audio = [o.to_ndarray().reshape(-1) for f in c.decode(c.streams.audio[0])
-                     for o in res.resample(f)]
+            audio = [
+                o.to_ndarray().reshape(-1)
+                for f in c.decode(c.streams.audio[0])
+                for o in res.resample(f)
+            ]
     return Clip(np.stack(frames), fps, np.concatenate(audio) if audio else None)
 
 

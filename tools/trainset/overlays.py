@@ -47,8 +47,14 @@ def text_image(text: str, font, color, stroke: int = 0) -> np.ndarray:
     probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
     x0, y0, x1, y1 = probe.textbbox((0, 0), text, font=font, stroke_width=stroke)
     img = Image.new("RGBA", (max(1, x1 - x0 + 2), max(1, y1 - y0 + 2)), (0, 0, 0, 0))
-    ImageDraw.Draw(img).text((-x0 + 1, -y0 + 1), text, font=font, fill=tuple(color) + (255,),
-                             stroke_width=stroke, stroke_fill=(0, 0, 0, 255))
+    ImageDraw.Draw(img).text(
+        (-x0 + 1, -y0 + 1),
+        text,
+        font=font,
+        fill=tuple(color) + (255,),
+        stroke_width=stroke,
+        stroke_fill=(0, 0, 0, 255),
+    )
     return np.asarray(img)
 
 
@@ -75,8 +81,10 @@ def overlay_text(clip, rng, partner):
     font, name = _font(rng, int(_u(rng, 0.05, 0.14) * h))
     color = rng.integers(0, 256, 3).tolist()
     rgba = _fit_rgba(text_image(text, font, color, stroke=int(rng.integers(0, 3))), h, w)
-    y, x = int(rng.integers(0, max(1, h - rgba.shape[0]))), int(
-        rng.integers(0, max(1, w - rgba.shape[1])))
+    y, x = (
+        int(rng.integers(0, max(1, h - rgba.shape[0]))),
+        int(rng.integers(0, max(1, w - rgba.shape[1]))),
+    )
     out = paste_rgba(clip.frames.copy(), rgba, y, x, _u(rng, 0.6, 1.0))
     return clip.with_(frames=out), {"text": text, "font": name, "y": y, "x": x}
 
@@ -126,12 +134,16 @@ def meme_format(clip, rng, partner):
     rgba = _fit_rgba(text_image(text, font, fg), int(band * 0.9), int(w * 0.95))
     top = np.empty((band, w, 3), np.uint8)
     top[:] = np.asarray(bg, np.uint8)
-    top = paste_rgba(top[None], rgba, (band - rgba.shape[0]) // 2,
-                     (w - rgba.shape[1]) // 2)[0]
-    out = np.concatenate([np.broadcast_to(top, (len(clip.frames), band, w, 3)), clip.frames],
-                         axis=1)
-    return clip.with_(frames=out), {"text": text, "font": name, "band_px": band,
-                                    "band_color": list(map(int, bg))}
+    top = paste_rgba(top[None], rgba, (band - rgba.shape[0]) // 2, (w - rgba.shape[1]) // 2)[0]
+    out = np.concatenate(
+        [np.broadcast_to(top, (len(clip.frames), band, w, 3)), clip.frames], axis=1
+    )
+    return clip.with_(frames=out), {
+        "text": text,
+        "font": name,
+        "band_px": band,
+        "band_color": list(map(int, bg)),
+    }
 
 
 def _templates() -> list[tuple[np.ndarray, tuple[int, int, int, int], str]]:
@@ -144,8 +156,10 @@ def _templates() -> list[tuple[np.ndarray, tuple[int, int, int, int], str]]:
     Image, _, _ = _pil()
     d = a / "screenshot_templates"
     boxes = json.loads((d / "bboxes.json").read_text())
-    return [(np.asarray(Image.open(d / n).convert("RGB")), tuple(b), n)
-            for n, b in sorted(boxes.items())]
+    return [
+        (np.asarray(Image.open(d / n).convert("RGB")), tuple(b), n)
+        for n, b in sorted(boxes.items())
+    ]
 
 
 @register("overlay_onto_screenshot", "overlay", backend="pil")
@@ -201,15 +215,21 @@ def still_look(rng: np.random.Generator) -> dict:
     """The shared setup of near-still takes: how dark, how noisy, what moves. Two takes drawn
     with one look differ only in the frame and in where the small movers walk."""
     dark = rng.random() < 0.6
-    return {"gain": float(rng.uniform(0.25, 0.7)) if dark else 1.0,
-            "gamma": float(rng.uniform(1.2, 2.2)) if dark else 1.0,
-            "noise": float(rng.uniform(1.0, 4.0)), "zoom": float(rng.uniform(0.0, 0.05)),
-            "movers": int(rng.integers(0, 13)), "radius": int(rng.integers(2, 7)),
-            "shade": int(rng.integers(0, 60)), "speed": float(rng.uniform(0.3, 3.0))}
+    return {
+        "gain": float(rng.uniform(0.25, 0.7)) if dark else 1.0,
+        "gamma": float(rng.uniform(1.2, 2.2)) if dark else 1.0,
+        "noise": float(rng.uniform(1.0, 4.0)),
+        "zoom": float(rng.uniform(0.0, 0.05)),
+        "movers": int(rng.integers(0, 13)),
+        "radius": int(rng.integers(2, 7)),
+        "shade": int(rng.integers(0, 60)),
+        "speed": float(rng.uniform(0.3, 3.0)),
+    }
 
 
-def near_still_take(img: np.ndarray, seconds: float, fps: float, look: dict,
-                    rng: np.random.Generator) -> Clip:
+def near_still_take(
+    img: np.ndarray, seconds: float, fps: float, look: dict, rng: np.random.Generator
+) -> Clip:
     """A silent near-still Clip of uint8 [h, w, 3] ``img`` the way a fixed camera films a
     static scene (a lab arena, a desk, a window): the frame darkened by ``look``'s gain and
     gamma, a slow zoom, sensor noise of ``look["noise"]`` grey levels per frame, and
@@ -225,8 +245,9 @@ def near_still_take(img: np.ndarray, seconds: float, fps: float, look: dict,
         f = lut[frames[i]] + rng.normal(0, look["noise"], (h, w, 1))
         if k:
             p = (pos + steps[i]) % [h, w]
-            f[(p[:, :1].astype(int) + dy[None]) % h,
-              (p[:, 1:].astype(int) + dx[None]) % w] = look["shade"]
+            f[(p[:, :1].astype(int) + dy[None]) % h, (p[:, 1:].astype(int) + dx[None]) % w] = look[
+                "shade"
+            ]
         frames[i] = np.clip(f, 0, 255).astype(np.uint8)
     return Clip(frames, fps, None)
 

@@ -30,8 +30,14 @@ GAP_S = 2.0  # s between two pieces of one source
 MIN_ORIG_S, MAX_ORIG_S = 3.0, 15.0
 VIDEO_EXT = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv"}
 DEV_KINDS = ("original", "distractor", "hard_negative", "same_audio")
-FAMILY_WEIGHTS = {"spatial": 0.27, "overlay": 0.25, "quality": 0.22, "temporal": 0.1,
-                  "blend_stack": 0.07, "audio": 0.09}
+FAMILY_WEIGHTS = {
+    "spatial": 0.27,
+    "overlay": 0.25,
+    "quality": 0.22,
+    "temporal": 0.1,
+    "blend_stack": 0.07,
+    "audio": 0.09,
+}
 NOT_SAMPLED = {"partial_insert"}  # only for the partial kind
 
 
@@ -115,8 +121,9 @@ class Footage:
             out.append((t, d))
         return out
 
-    def take(self, sid: str, length: float, rng: np.random.Generator, min_len: float = 0.0
-             ) -> tuple[float, float] | None:
+    def take(
+        self, sid: str, length: float, rng: np.random.Generator, min_len: float = 0.0
+    ) -> tuple[float, float] | None:
         """A random free piece of ``length`` s (or the longest free one if >= min_len), as
         (start, duration), now taken; None when no room."""
         gaps = [(a, b) for a, b in self.free(sid) if b - a >= min(length, max(min_len, 1e-3))]
@@ -158,20 +165,37 @@ def _augly_available() -> bool:
 class Planner:
     """Samples group plans over ``sources``, taking footage from ``footage``."""
 
-    def __init__(self, sources: list[Source], footage: Footage, seed: int,
-                 augly_share: float = 0.1, p_exact: float = 0.04, p_partial: float = 0.35,
-                 p_coc: float = 0.35, p_distractor: float = 0.15,
-                 copies: tuple[int, int] = (3, 5), p_still_take: float = 0.0):
+    def __init__(
+        self,
+        sources: list[Source],
+        footage: Footage,
+        seed: int,
+        augly_share: float = 0.1,
+        p_exact: float = 0.04,
+        p_partial: float = 0.35,
+        p_coc: float = 0.35,
+        p_distractor: float = 0.15,
+        copies: tuple[int, int] = (3, 5),
+        p_still_take: float = 0.0,
+    ):
         self.sources = {s.id: s for s in sources}
         self.footage, self.seed = footage, seed
         self.augly_share = augly_share
         self.families = available_edits(augly_share)
         from tools.trainset.augly_edits import AUGLY_TWINS
 
-        self.twins = {k: v for k, v in AUGLY_TWINS.items() if v in EDITS and
-                      any(v in names for names in self.families.values())}
-        self.p = {"exact": p_exact, "partial": p_partial, "coc": p_coc,
-                  "distractor": p_distractor, "still_take": p_still_take}
+        self.twins = {
+            k: v
+            for k, v in AUGLY_TWINS.items()
+            if v in EDITS and any(v in names for names in self.families.values())
+        }
+        self.p = {
+            "exact": p_exact,
+            "partial": p_partial,
+            "coc": p_coc,
+            "distractor": p_distractor,
+            "still_take": p_still_take,
+        }
         self.copies = copies  # (fewest, most) copies of each original
 
     # -- chains
@@ -203,25 +227,32 @@ class Planner:
 
     # -- footage
 
-    def _partner(self, rng, exclude: str, length: float, need_audio: bool = False,
-                 min_len: float = 1.5) -> dict | None:
-        ids = [i for i, s in self.sources.items()
-               if i != exclude and (s.has_audio or not need_audio)]
+    def _partner(
+        self, rng, exclude: str, length: float, need_audio: bool = False, min_len: float = 1.5
+    ) -> dict | None:
+        ids = [
+            i for i, s in self.sources.items() if i != exclude and (s.has_audio or not need_audio)
+        ]
         for k in rng.permutation(len(ids)):
             got = self.footage.take(ids[k], length, rng, min_len=min_len)
             if got:
                 return {"source": ids[k], "start": got[0], "dur": got[1]}
         return None
 
-    def _with_partners(self, rng, chain: list[str], exclude: str, length: float
-                       ) -> tuple[list[str], dict]:
+    def _with_partners(
+        self, rng, chain: list[str], exclude: str, length: float
+    ) -> tuple[list[str], dict]:
         """The chain with footage for each edit that needs some; edits without any dropped."""
         out, partners = [], {}
         for name in chain:
             need = EDITS[name].needs
             if need:
-                p = self._partner(rng, exclude, length if name != "insert_in_footage" else 8.0,
-                                  need_audio=need == "audio")
+                p = self._partner(
+                    rng,
+                    exclude,
+                    length if name != "insert_in_footage" else 8.0,
+                    need_audio=need == "audio",
+                )
                 if p is None:
                     continue
                 partners[str(len(out))] = p
@@ -243,11 +274,21 @@ class Planner:
         items: list[dict] = []
 
         def add(kind: str, **kw) -> dict:
-            it = {"id": f"{kind}{len(items)}", "kind": kind,
-                  "uuid": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
-                  "is_duplicate": kind not in NEGATIVE_KINDS, "root": None, "parent": None,
-                  "deps": [], "chain": [], "partners": {}, "seeds": {}, "base": None,
-                  "source": sid, "seed": int(rng.integers(0, 2**62))}
+            it = {
+                "id": f"{kind}{len(items)}",
+                "kind": kind,
+                "uuid": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
+                "is_duplicate": kind not in NEGATIVE_KINDS,
+                "root": None,
+                "parent": None,
+                "deps": [],
+                "chain": [],
+                "partners": {},
+                "seeds": {},
+                "base": None,
+                "source": sid,
+                "seed": int(rng.integers(0, 2**62)),
+            }
             it.update(kw)
             items.append(it)
             return it
@@ -258,8 +299,13 @@ class Planner:
         self._negatives(rng, add, orig, src, length, items)
         if self.p["still_take"] and rng.random() < self.p["still_take"]:
             self._still_takes(rng, add, src)
-        return {"group": gid, "source": sid, "seed": self.seed, "items": items,
-                "seq": _topo_order(rng, items)}
+        return {
+            "group": gid,
+            "source": sid,
+            "seed": self.seed,
+            "items": items,
+            "seq": _topo_order(rng, items),
+        }
 
     def _copies(self, rng, add, orig, src: Source, length: float) -> None:
         sid = src.id
@@ -270,43 +316,70 @@ class Planner:
                 copies.append(add("exact", root="orig", parent="orig", deps=["orig"]))
                 continue
             if r < self.p["exact"] + self.p["partial"] / 4 and not any(
-                    c["kind"] == "partial" for c in copies):
+                c["kind"] == "partial" for c in copies
+            ):
                 p = self._partner(rng, sid, 10.0, min_len=2.0)
                 if p:
                     extra = self.sample_chain(rng, 1, src.has_audio, allow_partner=False)
                     chain = ["partial_insert"] + ([extra[0]] if rng.random() < 0.4 else [])
-                    copies.append(add("partial", root="orig", parent="orig", deps=["orig"],
-                                      chain=chain, partners={"0": p}))
+                    copies.append(
+                        add(
+                            "partial",
+                            root="orig",
+                            parent="orig",
+                            deps=["orig"],
+                            chain=chain,
+                            partners={"0": p},
+                        )
+                    )
                     continue
             earlier = [c for c in copies if c["kind"] in ("copy", "copy_new_audio")]
             if earlier and r > 1 - self.p["coc"] / 3:
                 parent = earlier[int(rng.integers(0, len(earlier)))]
                 chain, partners = self._with_partners(
-                    rng, self.sample_chain(rng, int(rng.integers(1, 3)), src.has_audio),
-                    sid, length)
-                copies.append(add("copy_of_copy", root="orig", parent=parent["id"],
-                                  deps=[parent["id"]], chain=chain, partners=partners))
+                    rng, self.sample_chain(rng, int(rng.integers(1, 3)), src.has_audio), sid, length
+                )
+                copies.append(
+                    add(
+                        "copy_of_copy",
+                        root="orig",
+                        parent=parent["id"],
+                        deps=[parent["id"]],
+                        chain=chain,
+                        partners=partners,
+                    )
+                )
                 continue
             chain, partners = self._with_partners(
-                rng, self.sample_chain(rng, self._chain_len(rng), src.has_audio), sid, length)
+                rng, self.sample_chain(rng, self._chain_len(rng), src.has_audio), sid, length
+            )
             kind = "copy_new_audio" if "audio_replace" in chain else "copy"
-            copies.append(add(kind, root="orig", parent="orig", deps=["orig"], chain=chain,
-                              partners=partners))
+            copies.append(
+                add(kind, root="orig", parent="orig", deps=["orig"], chain=chain, partners=partners)
+            )
 
     def _negatives(self, rng, add, orig, src: Source, length: float, items: list[dict]) -> None:
         sid = src.id
         if rng.random() < 0.8:
-            seg = self.footage.take(sid, float(rng.uniform(MIN_ORIG_S, MAX_ORIG_S)), rng,
-                                    min_len=MIN_ORIG_S)
+            seg = self.footage.take(
+                sid, float(rng.uniform(MIN_ORIG_S, MAX_ORIG_S)), rng, min_len=MIN_ORIG_S
+            )
             if seg:
                 # half the time over the original's soundtrack: a trending sound over another
                 # moment of the same scene, the case where sound and looks both mislead
-                kind = ("same_audio_lookalike" if src.has_audio and rng.random() < 0.5
-                        else "hard_negative")
-                add(kind, base={"source": sid, "start": seg[0], "dur": seg[1]},
-                    chain=self._light_chain(rng, False) if kind != "hard_negative"
+                kind = (
+                    "same_audio_lookalike"
+                    if src.has_audio and rng.random() < 0.5
+                    else "hard_negative"
+                )
+                add(
+                    kind,
+                    base={"source": sid, "start": seg[0], "dur": seg[1]},
+                    chain=self._light_chain(rng, False)
+                    if kind != "hard_negative"
                     else self._light_chain(rng, src.has_audio),
-                    deps=["orig"] if kind != "hard_negative" else [])
+                    deps=["orig"] if kind != "hard_negative" else [],
+                )
         if src.has_audio and rng.random() < 0.5:
             p = self._partner(rng, sid, length, min_len=2.0)
             if p:
@@ -317,15 +390,20 @@ class Planner:
             dur = round(float(rng.uniform(2, 10)), 2)
             base = self._partner(rng, sid, 0.5, min_len=0.2) if variant == "photo" else None
             if variant != "photo" or base:
-                add("still_negative", still=variant, still_s=dur, base=base,
-                    source=base["source"] if base else "still")
+                add(
+                    "still_negative",
+                    still=variant,
+                    still_s=dur,
+                    base=base,
+                    source=base["source"] if base else "still",
+                )
         if rng.random() < self.p["distractor"]:
-            p = self._partner(rng, sid, float(rng.uniform(MIN_ORIG_S, MAX_ORIG_S)),
-                              min_len=MIN_ORIG_S)
+            p = self._partner(
+                rng, sid, float(rng.uniform(MIN_ORIG_S, MAX_ORIG_S)), min_len=MIN_ORIG_S
+            )
             if p:
                 has_audio = self.sources[p["source"]].has_audio
-                chain = self.sample_chain(rng, self._chain_len(rng), has_audio,
-                                          allow_partner=False)
+                chain = self.sample_chain(rng, self._chain_len(rng), has_audio, allow_partner=False)
                 add("distractor", base=p, chain=chain, source=p["source"])
 
     def _still_takes(self, rng, add, src: Source) -> None:
@@ -341,22 +419,40 @@ class Planner:
             return
         look_seed = int(rng.integers(0, 2**62))
         dur = round(float(rng.uniform(4.0, 15.0)), 2)
-        first = add("still_take", base={"source": src.id, "start": a[0], "dur": a[1]},
-                    look_seed=look_seed, still_s=dur)
+        first = add(
+            "still_take",
+            base={"source": src.id, "start": a[0], "dur": a[1]},
+            look_seed=look_seed,
+            still_s=dur,
+        )
         first["id"] = "still_a"
-        add("still_take", base={"source": src.id, "start": b[0], "dur": b[1]},
-            look_seed=look_seed, still_s=round(float(rng.uniform(4.0, 15.0)), 2),
-            backup=backup, other=first["uuid"], deps=["still_a"])
+        add(
+            "still_take",
+            base={"source": src.id, "start": b[0], "dur": b[1]},
+            look_seed=look_seed,
+            still_s=round(float(rng.uniform(4.0, 15.0)), 2),
+            backup=backup,
+            other=first["uuid"],
+            deps=["still_a"],
+        )
         for _ in range(int(rng.integers(1, 3))):
             chain, partners = self._with_partners(
-                rng, self.sample_chain(rng, self._chain_len(rng), False), src.id, dur)
-            add("still_copy", root="still_a", parent="still_a", deps=["still_a"], chain=chain,
-                partners=partners)
+                rng, self.sample_chain(rng, self._chain_len(rng), False), src.id, dur
+            )
+            add(
+                "still_copy",
+                root="still_a",
+                parent="still_a",
+                deps=["still_a"],
+                chain=chain,
+                partners=partners,
+            )
 
     def _light_chain(self, rng, has_audio: bool) -> list[str]:
         """0–1 edits without partners: negatives look edited as often as copies do."""
-        return self.sample_chain(rng, 1, has_audio, allow_partner=False) \
-            if rng.random() < 0.4 else []
+        return (
+            self.sample_chain(rng, 1, has_audio, allow_partner=False) if rng.random() < 0.4 else []
+        )
 
     def _template_negative(self, rng, add, items, sid: str, length: float) -> None:
         """With p 0.35: one copy gets a template edit (meme band, screenshot, caption) and a
@@ -376,13 +472,26 @@ class Planner:
             c["partners"].pop(str(len(c["chain"])), None)
         c["seeds"][str(len(c["chain"]))] = tseed
         c["chain"].append(t)
-        add("template_negative", base=p, chain=[t], seeds={"0": tseed}, deps=[c["id"]],
-            source=p["source"])
+        add(
+            "template_negative",
+            base=p,
+            chain=[t],
+            seeds={"0": tseed},
+            deps=[c["id"]],
+            source=p["source"],
+        )
 
 
-NEGATIVE_KINDS = {"original", "hard_negative", "same_audio_lookalike", "same_audio",
-                  "template_negative",
-                  "still_negative", "distractor", "still_take"}
+NEGATIVE_KINDS = {
+    "original",
+    "hard_negative",
+    "same_audio_lookalike",
+    "same_audio",
+    "template_negative",
+    "still_negative",
+    "distractor",
+    "still_take",
+}
 
 
 def _topo_order(rng, items: list[dict]) -> list[str]:
@@ -406,9 +515,16 @@ def footage_of(plan: dict) -> list[tuple[str, float, float]]:
     return out
 
 
-def plan_groups(sources: list[Source], done: dict[str, dict], n_groups: int, seed: int,
-                augly_share: float = 0.1, max_per_source: int = 20,
-                copies: tuple[int, int] = (3, 5), p_still_take: float = 0.0) -> list[dict]:
+def plan_groups(
+    sources: list[Source],
+    done: dict[str, dict],
+    n_groups: int,
+    seed: int,
+    augly_share: float = 0.1,
+    max_per_source: int = 20,
+    copies: tuple[int, int] = (3, 5),
+    p_still_take: float = 0.0,
+) -> list[dict]:
     """Plans of the groups still to make so that done + new = n_groups (fewer when footage
     runs out). Group ids are ``<source>~<k>`` for the source's k-th group; sources take turns
     in a seeded order, so adding sources adds groups without touching done ones."""
@@ -416,8 +532,7 @@ def plan_groups(sources: list[Source], done: dict[str, dict], n_groups: int, see
     for g in done.values():
         for sid, a, b in g["footage"]:
             footage.reserve(sid, a, b)
-    planner = Planner(sources, footage, seed, augly_share, copies=copies,
-                      p_still_take=p_still_take)
+    planner = Planner(sources, footage, seed, augly_share, copies=copies, p_still_take=p_still_take)
     order = sorted((s.id for s in sources), key=lambda i: stable_hash(seed, i))
     plans, total = [], len(done)
     done_passes = {int(g.rsplit("~", 1)[1]) for g in done if "~" in g}

@@ -19,15 +19,21 @@ class TritonPythonModel:
         path = Path(args["model_repository"]) / args["model_version"] / "audio.onnx"
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: run 'vdup models install'")
-        self.embedder = AudioEmbedder(path, threads=model_settings(args).onnx_threads,
-                                      providers=onnx_providers(args), spin=onnx_spin(args))
+        self.embedder = AudioEmbedder(
+            path,
+            threads=model_settings(args).onnx_threads,
+            providers=onnx_providers(args),
+            spin=onnx_spin(args),
+        )
 
     def execute(self, requests):
         responses = []
         for request in requests:
             audio = pb_utils.get_input_tensor_by_name(request, "AUDIO").as_numpy()
             out = self.embedder(audio.reshape(-1))[None]  # [1, w, 128]
-            responses.append(pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor("AUDIO_EMBEDDING", out.astype(np.float32))]
-            ))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor("AUDIO_EMBEDDING", out.astype(np.float32))]
+                )
+            )
         return responses

@@ -20,7 +20,6 @@ from vdup.errors import VdupError
 from vdup.features.extractor import decode_and_describe, limit_blas_threads
 from vdup.triton.model_support import error_text, model_parameters, model_settings
 
-
 #: Every output; a request names those it wants (the ensemble: all but IMAGES and AUDIO).
 OUTPUTS = ("EMBEDDING", "TIMESTAMPS", "AUDIO", "BOX", "META", "IMAGES", "AUDIO_EMBEDDING")
 
@@ -52,14 +51,19 @@ class TritonPythonModel:
             if data.size != 1 or not isinstance(data[0], bytes):
                 raise TypeError("VIDEO_BYTES must hold exactly one byte string")
             inputs, both, audio_embedding = decode_and_describe(
-                data[0], self.sampling, self.limits, self._embed, self.pool,
+                data[0],
+                self.sampling,
+                self.limits,
+                self._embed,
+                self.pool,
                 describe_audio=self._embed_audio if "AUDIO_EMBEDDING" in wanted else None,
-                audio_pool=self.audio_pool)
+                audio_pool=self.audio_pool,
+            )
         except VdupError as exc:
             return pb_utils.InferenceResponse(
                 error=pb_utils.TritonError(error_text(exc), pb_utils.TritonError.INVALID_ARG)
             )
-        except Exception as exc:  # one bad request must never take the model down
+        except Exception as exc:  # noqa: BLE001 - one bad request must never take the model down
             pb_utils.Logger.log_error(f"video_decode: {type(exc).__name__}: {exc}")
             return pb_utils.InferenceResponse(
                 error=pb_utils.TritonError(f"video_decode failed: {type(exc).__name__}: {exc}")
@@ -75,19 +79,20 @@ class TritonPythonModel:
             "AUDIO_EMBEDDING": audio_embedding,
         }
         return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor(k, v) for k, v in outputs.items()
-                            if k in wanted and v is not None]
+            output_tensors=[
+                pb_utils.Tensor(k, v) for k, v in outputs.items() if k in wanted and v is not None
+            ]
         )
 
     def _embed_audio(self, audio):
         """float32 [t] mono 16 kHz -> float32 [1, w, 128] via audio_embedding."""
-        return self._call(self.audio_model, "AUDIO", audio.reshape(1, -1).astype(np.float32),
-                          "AUDIO_EMBEDDING")
+        return self._call(
+            self.audio_model, "AUDIO", audio.reshape(1, -1).astype(np.float32), "AUDIO_EMBEDDING"
+        )
 
     def _embed(self, images):
         """uint8 [b, S, S, 3] -> float32 [b, 512] via video_embedding."""
-        return self._call(self.embedding_model, "IMAGES", np.ascontiguousarray(images),
-                          "EMBEDDING")
+        return self._call(self.embedding_model, "IMAGES", np.ascontiguousarray(images), "EMBEDDING")
 
     @staticmethod
     def _call(model, input_name, array, output_name):

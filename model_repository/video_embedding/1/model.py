@@ -25,9 +25,13 @@ class TritonPythonModel:
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: run 'vdup models install'")
         chunk = int(model_parameters(args).get("chunk", "64"))
-        self.embedder = ImageEmbedder(path, threads=model_settings(args).onnx_threads,
-                                      batch=chunk, providers=onnx_providers(args),
-                                      spin=onnx_spin(args))
+        self.embedder = ImageEmbedder(
+            path,
+            threads=model_settings(args).onnx_threads,
+            batch=chunk,
+            providers=onnx_providers(args),
+            spin=onnx_spin(args),
+        )
         pb_utils.Logger.log_info(
             f"video_embedding: {path} on {self.embedder.session.get_providers()[0]}"
         )
@@ -38,9 +42,9 @@ class TritonPythonModel:
         described = self.embedder(batch)  # [m, 512]
         responses, start = [], 0
         for part in images:
-            out = np.ascontiguousarray(described[start:start + len(part)])
+            out = np.ascontiguousarray(described[start : start + len(part)])
             start += len(part)
-            responses.append(pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor("EMBEDDING", out)]
-            ))
+            responses.append(
+                pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("EMBEDDING", out)])
+            )
         return responses

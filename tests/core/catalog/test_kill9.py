@@ -53,8 +53,11 @@ def query(seed: int) -> np.ndarray:
 def test_sigkill_mid_write_loses_nothing_acknowledged(tmp_path):
     acked: list[str] = []
     for round_, kill_after in enumerate((5, 23, 41)):
-        with subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path), str(len(acked))],
-                              stdout=subprocess.PIPE, text=True) as child:
+        with subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(tmp_path), str(len(acked))],
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as child:
             assert child.stdout.readline().strip() == "ready"
             for _ in range(kill_after):
                 acked.append(child.stdout.readline().strip())

@@ -11,9 +11,14 @@ def features(seed: int, n: int = 6) -> VideoFeatures:
     f = rng.standard_normal((n, 512)).astype(np.float32)
     f /= np.linalg.norm(f, axis=1, keepdims=True)
     return VideoFeatures(
-        timestamps=np.arange(n, dtype=np.float32), frames=f, flipped=f[:, ::-1].copy(),
-        region=np.zeros((0, 512), np.float32), region_flipped=np.zeros((0, 512), np.float32),
-        audio=np.zeros((0, 128), np.float32), duration_s=float(n), sha256=f"sha{seed}",
+        timestamps=np.arange(n, dtype=np.float32),
+        frames=f,
+        flipped=f[:, ::-1].copy(),
+        region=np.zeros((0, 512), np.float32),
+        region_flipped=np.zeros((0, 512), np.float32),
+        audio=np.zeros((0, 128), np.float32),
+        duration_s=float(n),
+        sha256=f"sha{seed}",
     )
 
 
@@ -177,9 +182,14 @@ def scenes(seed: int, scenes: int = 3, frames: int = 4) -> VideoFeatures:
     f = (f / np.linalg.norm(f, axis=1, keepdims=True)).astype(np.float32)
     n = len(f)
     return VideoFeatures(
-        timestamps=np.arange(n, dtype=np.float32), frames=f, flipped=f[:, ::-1].copy(),
-        region=np.zeros((0, 512), np.float32), region_flipped=np.zeros((0, 512), np.float32),
-        audio=np.zeros((0, 128), np.float32), duration_s=float(n), sha256=f"sha{seed}",
+        timestamps=np.arange(n, dtype=np.float32),
+        frames=f,
+        flipped=f[:, ::-1].copy(),
+        region=np.zeros((0, 512), np.float32),
+        region_flipped=np.zeros((0, 512), np.float32),
+        audio=np.zeros((0, 128), np.float32),
+        duration_s=float(n),
+        sha256=f"sha{seed}",
     )
 
 
@@ -234,8 +244,10 @@ def test_search_maps_faiss_ids_to_videos_through_the_covering_owner_index(tmp_pa
     assert cat.search(scenes(0), 8, 1)[0].video_id == "v0"
     cat.close()
     db = sqlite3.connect(tmp_path / "catalog.sqlite")
-    plan = db.execute("EXPLAIN QUERY PLAN SELECT row_id, video_id FROM rows INDEXED BY rows_owner "
-                      "WHERE indexed=1 AND row_id IN (1, 2)").fetchall()
+    plan = db.execute(
+        "EXPLAIN QUERY PLAN SELECT row_id, video_id FROM rows INDEXED BY rows_owner "
+        "WHERE indexed=1 AND row_id IN (1, 2)"
+    ).fetchall()
     db.close()
     assert "COVERING INDEX rows_owner" in plan[0][3]
 
@@ -259,9 +271,12 @@ def test_a_fast_scan_catalog_never_returns_deleted_videos_and_finds_later_ones(t
     cat.close()
 
 
-@pytest.mark.xfail(strict=True, reason="FAISS 1.15: IVF fast-scan lists garble rows added after "
-                   "a removal, so LocalCatalog never removes from them (catalog/local.py "
-                   "_removes). When this passes, removal can be allowed again.")
+@pytest.mark.xfail(
+    strict=True,
+    reason="FAISS 1.15: IVF fast-scan lists garble rows added after "
+    "a removal, so LocalCatalog never removes from them (catalog/local.py "
+    "_removes). When this passes, removal can be allowed again.",
+)
 def test_upstream_fast_scan_remove_then_add_keeps_codes():
     import faiss
 

@@ -47,8 +47,7 @@ def described(extractor, videos):
     data = videos["flip"]
     with ThreadPoolExecutor(1) as one, ThreadPoolExecutor(3) as three:
         a = decode_and_describe(data, extractor.sampling, extractor.limits, extractor.images, one)
-        b = decode_and_describe(data, extractor.sampling, extractor.limits, extractor.images,
-                                three)
+        b = decode_and_describe(data, extractor.sampling, extractor.limits, extractor.images, three)
     return data, a, b
 
 

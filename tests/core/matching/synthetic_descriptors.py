@@ -24,8 +24,13 @@ def unit(x: np.ndarray) -> np.ndarray:
 class Scene:
     """static: [DIM]; walk: [T, DIM] on a GRID_S grid covering ``duration_s``."""
 
-    def __init__(self, seed: int, duration_s: float = 12.0, motion: float = 1.0,
-                 static: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        duration_s: float = 12.0,
+        motion: float = 1.0,
+        static: np.ndarray | None = None,
+    ) -> None:
         rng = np.random.default_rng(seed)
         self.static = rng.normal(size=DIM) if static is None else static
         steps = int(duration_s / GRID_S) + 2
@@ -41,8 +46,9 @@ class Scene:
         return self.static + (1 - w) * self.walk[i] + w * self.walk[i + 1]
 
 
-def sample(scene: Scene, t: np.ndarray, edit: np.ndarray | None = None, noise: float = 0.0,
-           seed: int = 0) -> np.ndarray:
+def sample(
+    scene: Scene, t: np.ndarray, edit: np.ndarray | None = None, noise: float = 0.0, seed: int = 0
+) -> np.ndarray:
     """L2-normalised descriptors of ``scene`` at source times ``t``, plus an edit and noise."""
     x = scene.at(t)
     scale = np.linalg.norm(x, axis=1, keepdims=True)
@@ -63,8 +69,13 @@ def mirror(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x[:, ::-1])
 
 
-def features(desc: np.ndarray, times: np.ndarray, audio: np.ndarray | None = None,
-             region: np.ndarray | None = None, sha: str = "x") -> VideoFeatures:
+def features(
+    desc: np.ndarray,
+    times: np.ndarray,
+    audio: np.ndarray | None = None,
+    region: np.ndarray | None = None,
+    sha: str = "x",
+) -> VideoFeatures:
     empty = np.zeros((0, DIM), np.float32)
     return VideoFeatures(
         timestamps=np.asarray(times, np.float32),
@@ -78,12 +89,21 @@ def features(desc: np.ndarray, times: np.ndarray, audio: np.ndarray | None = Non
     )
 
 
-def candidate(video_id: str, f: VideoFeatures, root_id: str | None = None,
-              retrieval: float = 1.0) -> Candidate:
+def candidate(
+    video_id: str, f: VideoFeatures, root_id: str | None = None, retrieval: float = 1.0
+) -> Candidate:
     desc, views = f.stored_views()
     times = np.tile(f.timestamps, len(desc) // len(f.timestamps))
-    return Candidate(video_id, root_id or video_id, desc.astype(np.float16).astype(np.float32),
-                     views, times.astype(np.float32), f.audio, f.duration_s, retrieval)
+    return Candidate(
+        video_id,
+        root_id or video_id,
+        desc.astype(np.float16).astype(np.float32),
+        views,
+        times.astype(np.float32),
+        f.audio,
+        f.duration_s,
+        retrieval,
+    )
 
 
 def soundtrack(seed: int, windows: int) -> np.ndarray:

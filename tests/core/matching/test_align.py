@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from synthetic_descriptors import Scene, edit_vector, sample
+
 from vdup.matching.align import Alignment, align, dynamics
 
 MOTION = 0.6  # a scene that moves: frames 0.5 s apart ~0.985 alike, 10 s apart ~0.73
@@ -56,8 +56,7 @@ def test_still_content_keeps_speed_one():
     scene = Scene(4, motion=0.0)
     tr = grid(0, 8)
     tq = grid(0, 16)  # twice as long: a compressing line would cover more query frames
-    a = align(sample(scene, tq, noise=0.2, seed=1) @ sample(scene, tr, noise=0.2, seed=2).T,
-              tq, tr)
+    a = align(sample(scene, tq, noise=0.2, seed=1) @ sample(scene, tr, noise=0.2, seed=2).T, tq, tr)
     assert a.speed == 1.0
 
 
@@ -111,6 +110,11 @@ def test_empty_and_unmatched_inputs():
     unrelated = np.full((4, 5), 0.1, np.float32)  # below the pair floor everywhere
     a = align(unrelated, np.arange(4.0), np.arange(5.0))
     assert a.inliers == 0 and a.score == 0.0
-    d = dynamics(np.eye(4, 8, dtype=np.float32), np.eye(5, 8, dtype=np.float32),
-                 np.arange(4.0), np.arange(5.0), a)
+    d = dynamics(
+        np.eye(4, 8, dtype=np.float32),
+        np.eye(5, 8, dtype=np.float32),
+        np.arange(4.0),
+        np.arange(5.0),
+        a,
+    )
     assert d.frames == 0 and d.agreement == 0.0

@@ -7,7 +7,6 @@ and when the soundtrack carried the decision.
 """
 
 import numpy as np
-
 from synthetic_descriptors import (
     Scene,
     candidate,
@@ -16,6 +15,7 @@ from synthetic_descriptors import (
     sample,
     soundtrack,
 )
+
 from vdup.features.types import AUDIO_DIM
 from vdup.matching.decide import DecisionConfig, audio_similarity, decide
 from vdup.matching.evidence import COLUMN, FEATURE_NAMES
@@ -45,18 +45,37 @@ def model_of(spec, threshold=0.5) -> DecisionModel:
         return i
 
     add(spec)
-    tree = Tree(np.array(feature, np.int32), np.array(thresh), np.array(left, np.int32),
-                np.array(right, np.int32), np.array(value), depth=len(feature))
+    tree = Tree(
+        np.array(feature, np.int32),
+        np.array(thresh),
+        np.array(left, np.int32),
+        np.array(right, np.int32),
+        np.array(value),
+        depth=len(feature),
+    )
     return DecisionModel(FEATURE_NAMES, threshold, 0.0, (tree,))
 
 
 #: Moving videos must move alike; a borderline look-alike needs its soundtrack in step; still
 #: content must single one original out (margin).
-RULES = model_of(("confidence", 0.4, NO,
-                  ("motion_energy", 0.05,
-                   ("margin", 0.25, NO, ("confidence", 0.75, NO, YES)),
-                   ("motion_agreement", 0.3, NO,
-                    ("confidence", 0.5, ("audio_aligned", 0.8, NO, 0.9), YES)))))
+RULES = model_of(
+    (
+        "confidence",
+        0.4,
+        NO,
+        (
+            "motion_energy",
+            0.05,
+            ("margin", 0.25, NO, ("confidence", 0.75, NO, YES)),
+            (
+                "motion_agreement",
+                0.3,
+                NO,
+                ("confidence", 0.5, ("audio_aligned", 0.8, NO, 0.9), YES),
+            ),
+        ),
+    )
+)
 CFG = DecisionConfig(model=RULES, background=np.zeros((0, 512), np.float32))
 
 
@@ -121,8 +140,9 @@ def test_silence_confirms_nothing():
 
 def test_a_copy_of_a_copy_names_the_root_original():
     scene = Scene(16, motion=MOTION)
-    first_copy = candidate("copy1", video(scene, edit=edit_vector(17, 0.6), noise=0.2, seed=1),
-                           root_id="orig")
+    first_copy = candidate(
+        "copy1", video(scene, edit=edit_vector(17, 0.6), noise=0.2, seed=1), root_id="orig"
+    )
     query = video(scene, edit=edit_vector(17, 0.6), noise=0.2, seed=2)
     d = decide(query, [first_copy], CFG)
     assert d.is_duplicate and d.duplicate_for == "orig" and d.matched_video == "copy1"
@@ -135,8 +155,15 @@ def test_copies_of_an_original_matched_directly_are_not_aligned_and_change_nothi
     scene = Scene(30, motion=MOTION)
     original = candidate("orig", video(scene), retrieval=0.9)
     near = candidate("copy0", video(scene, noise=0.2, seed=40), root_id="orig", retrieval=0.95)
-    later = [candidate(f"copy{i}", video(scene, noise=0.2, seed=40 + i), root_id="orig",
-                       retrieval=0.8 - 0.01 * i) for i in range(1, 6)]
+    later = [
+        candidate(
+            f"copy{i}",
+            video(scene, noise=0.2, seed=40 + i),
+            root_id="orig",
+            retrieval=0.8 - 0.01 * i,
+        )
+        for i in range(1, 6)
+    ]
     other = candidate("other", video(Scene(31, motion=MOTION)), retrieval=0.5)
     query = video(scene, edit=edit_vector(32, 0.8), noise=0.3, seed=33)
     cfg = DecisionConfig(model=RULES, settle_probability=0.9)
@@ -187,8 +214,9 @@ def test_a_confirmed_match_outranks_a_more_similar_still_one():
 
 def test_a_short_original_inside_a_long_video_is_found_from_one_frame():
     clip = Scene(23, motion=MOTION, duration_s=2.5)
-    original = candidate("orig", features(sample(clip, np.arange(0, 2.2, 0.2)),
-                                          np.arange(0, 2.2, 0.2)))
+    original = candidate(
+        "orig", features(sample(clip, np.arange(0, 2.2, 0.2)), np.arange(0, 2.2, 0.2))
+    )
     background = Scene(24, motion=2.0, duration_s=40)
     tq = np.arange(0, 34, 1.7, dtype=np.float32)
     desc = sample(background, tq)

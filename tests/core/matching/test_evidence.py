@@ -1,15 +1,15 @@
 """Evidence vectors: the soundtrack in step with the frames, and the shape of what a model sees."""
 
 import numpy as np
-
 from synthetic_descriptors import Scene, candidate, features, mirror, sample, soundtrack
+
 from vdup.matching.align import Alignment, align
 from vdup.matching.evidence import (
     AUDIO_COLUMNS,
     COLUMN,
     FEATURE_NAMES,
-    aligned_audio,
     align_views,
+    aligned_audio,
     without_audio,
 )
 
@@ -48,8 +48,20 @@ def test_every_view_pair_with_evidence_is_aligned_and_mirrors_find_a_flipped_cop
     flipped = features(mirror(sample(scene, T, noise=0.1, seed=9)), T)
     c = candidate("orig", orig)
     qdesc, qviews = flipped.query_views()
-    pairs = align_views(qdesc, qviews, T, flipped.audio, c.descriptors, c.views, c.row_times,
-                        c.audio, c.duration_s, 3, 1.25, 0.99)
+    pairs = align_views(
+        qdesc,
+        qviews,
+        T,
+        flipped.audio,
+        c.descriptors,
+        c.views,
+        c.row_times,
+        c.audio,
+        c.duration_s,
+        3,
+        1.25,
+        0.99,
+    )
     best = max(pairs, key=lambda p: p.confidence)
     assert best.views == (1, 0) and best.confidence > 0.8
     assert best.dynamics.agreement > 0.8

@@ -18,8 +18,13 @@ def fitted(seed=0, n=600):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (n, F)).astype(np.float32)
     y = (x[:, 0] + 0.5 * x[:, 9] - 0.3 * x[:, 12] + 0.2 * rng.normal(size=n)) > 0
-    clf = HistGradientBoostingClassifier(max_iter=40, max_depth=3, early_stopping=False,
-                                         monotonic_cst=[d for _, d in FEATURES], random_state=0)
+    clf = HistGradientBoostingClassifier(
+        max_iter=40,
+        max_depth=3,
+        early_stopping=False,
+        monotonic_cst=[d for _, d in FEATURES],
+        random_state=0,
+    )
     return clf.fit(x, y), x
 
 
@@ -28,8 +33,9 @@ def test_the_exported_trees_give_the_estimators_probabilities():
     model = export(clf, 0.5, {})
     fresh = np.random.default_rng(9).uniform(-1.5, 1.5, (300, F)).astype(np.float32)
     for rows in (x, fresh):
-        np.testing.assert_allclose(model.probability(rows), clf.predict_proba(rows)[:, 1],
-                                   rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            model.probability(rows), clf.predict_proba(rows)[:, 1], rtol=1e-9, atol=1e-12
+        )
 
 
 def test_a_saved_model_loads_back_with_the_same_answers(tmp_path):
@@ -49,11 +55,14 @@ def test_a_model_for_other_features_is_refused():
         from_json(doc)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda d: d.update(format="pickle"), "not a vdup-decision-model"),
-    (lambda d: d.update(threshold=1.0), "threshold"),
-    (lambda d: d["trees"][0]["left"].__setitem__(0, 10_000), "does not exist"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.update(format="pickle"), "not a vdup-decision-model"),
+        (lambda d: d.update(threshold=1.0), "threshold"),
+        (lambda d: d["trees"][0]["left"].__setitem__(0, 10_000), "does not exist"),
+    ],
+)
 def test_broken_model_files_are_refused_with_a_reason(change, message):
     doc = json.loads(json.dumps(export(fitted()[0], 0.5, {}).to_json()))
     change(doc)

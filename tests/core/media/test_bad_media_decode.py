@@ -4,36 +4,32 @@ with the error its case names, quickly, and the defences behind them hold on the
 from __future__ import annotations
 
 import io
-import sys
 import time
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from media_factory import make_video
+from support.media import make_video
+from tools import make_bad_media as bad
 from vdup.errors import BadMedia, MediaTooLarge
 from vdup.media.decode import MediaLimits, SamplingConfig, decode_video
 from vdup.media.isobmff import check_declared, sample_tables
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
-import make_bad_media as bad  # noqa: E402
 
 ERRORS = {bad.BAD: BadMedia, bad.TOO_LARGE: MediaTooLarge}
 
 #: Which defence stops a file, told by its message (docs/reliability.md has the full table).
 STOPPED_BY = {
-    "image.png": "not a readable video container",          # format allow-list
-    "audio_with_cover.mp4": "no video track",                 # cover art is not a video
+    "image.png": "not a readable video container",  # format allow-list
+    "audio_with_cover.mp4": "no video track",  # cover art is not a video
     "concat_list.mp4": "not a readable video container",
     "hls_playlist.mp4": "not a readable video container",
     "huge_frame_count.mp4": "declares 50000000 video frames",  # sample tables, before FFmpeg
-    "bomb_declared_16000.mp4": "resolution 16000x16000",        # declared metadata
+    "bomb_declared_16000.mp4": "resolution 16000x16000",  # declared metadata
     "huge_duration.mp4": "duration 86400",
     "huge_audio_duration.mp4": "audio of 86400",
-    "resolution_change_wide.ts": "decoded frame of 8192x16",    # while decoding
+    "resolution_change_wide.ts": "decoded frame of 8192x16",  # while decoding
     "timestamps_past_duration.mp4": "past the limit",
     "many_tiny_frames.mp4": "21000 keyframes exceed",
     "many_tiny_frames.ts": "had to be decoded",
@@ -106,8 +102,9 @@ def test_a_valid_all_intra_video_holds_a_bounded_number_of_frames():
 
 def test_decoded_frames_are_counted_against_the_limit():
     with pytest.raises(MediaTooLarge, match="decoded"):
-        decode_video(make_video(1, duration_s=2.0, gop=300),
-                     limits=MediaLimits(max_decoded_frames=5))
+        decode_video(
+            make_video(1, duration_s=2.0, gop=300), limits=MediaLimits(max_decoded_frames=5)
+        )
 
 
 def test_the_pixel_limit_is_what_refuses_frames_larger_than_declared(corpus):
@@ -121,8 +118,7 @@ class TestSampleTables:
     def test_a_clip_declares_its_tracks(self):
         tables = {t.handler: t for t in sample_tables(make_video(1, duration_s=2.0, fps=15))}
         video, audio = tables[b"vide"], tables[b"soun"]
-        assert (video.fmt, video.sample_count, video.width, video.height) == (
-            b"avc1", 30, 320, 240)
+        assert (video.fmt, video.sample_count, video.width, video.height) == (b"avc1", 30, 320, 240)
         assert audio.fmt == b"mp4a" and audio.width == 0
 
     def test_declared_frames_over_the_limit(self):

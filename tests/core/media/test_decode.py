@@ -1,11 +1,11 @@
-from fractions import Fraction
 import io
+from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
 
-from media_factory import make_video
+from support.media import make_video
 from vdup.errors import BadMedia, MediaTooLarge
 from vdup.media.decode import MediaLimits, SamplingConfig, _rgb, decode_audio, decode_video
 
@@ -110,8 +110,9 @@ def test_audio_resampled_in_chunks_equals_resampling_every_frame():
 def test_dense_keyframes_of_a_long_clip_are_sampled_about_once_a_gap_half():
     """Keyframes every 0.2 s over 40 s: about one kept every max_gap_s / 2 (1 s), not all 200
     (thinned to max_frames), still no gap over max_gap_s, and the others not even decoded."""
-    v = decode_video(make_video(3, duration_s=40.0, width=96, height=64, fps=10, gop=2,
-                                with_audio=False))
+    v = decode_video(
+        make_video(3, duration_s=40.0, width=96, height=64, fps=10, gop=2, with_audio=False)
+    )
     assert v.meta["keyframes"] >= 190
     assert 36 <= len(v.frames) <= 44
     assert v.meta["decoded_frames"] <= len(v.frames) + 2
@@ -128,17 +129,23 @@ def _every_frame(data: bytes) -> dict[float, np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("container,duration_s,fps", [
-    ("mp4", 8.0, 15), ("mpegts", 8.0, 15),
-    ("mp4", 1.2, 30),  # 12 samples in 36 frames: one every 3 frames
-])
+@pytest.mark.parametrize(
+    "container,duration_s,fps",
+    [
+        ("mp4", 8.0, 15),
+        ("mpegts", 8.0, 15),
+        ("mp4", 1.2, 30),  # 12 samples in 36 frames: one every 3 frames
+    ],
+)
 def test_gap_filling_skips_unreferenced_frames_yet_samples_the_frames_of_a_full_decode(
-        container, duration_s, fps):
+    container, duration_s, fps
+):
     """One keyframe per clip, with B-frames: the gap is filled (mp4: from the keyframe index;
     MPEG-TS has none, so the whole track is read) with fewer than all frames decoded, and every
     sample is bit-identical to the frame a full decode gives at that time."""
-    data = make_video(5, duration_s=duration_s, fps=fps, gop=300, bframes=3, with_audio=False,
-                      container=container)
+    data = make_video(
+        5, duration_s=duration_s, fps=fps, gop=300, bframes=3, with_audio=False, container=container
+    )
     reference = _every_frame(data)
     v = decode_video(data)
     assert len(v.frames) >= 4 and np.diff(v.timestamps).max() <= SamplingConfig().max_gap_s + 0.1

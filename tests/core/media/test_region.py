@@ -16,8 +16,12 @@ def texture(seed: int, h: int, w: int, frame: int, speed: int = 3) -> np.ndarray
     ys, xs = np.arange(h + 120) / 8, np.arange(w + 120) / 8
     y0, x0 = ys.astype(int), xs.astype(int)
     wy, wx = (ys - y0)[:, None], (xs - x0)[None, :]
-    big = ((1 - wy) * (1 - wx) * coarse[y0][:, x0] + wy * (1 - wx) * coarse[y0 + 1][:, x0]
-           + (1 - wy) * wx * coarse[y0][:, x0 + 1] + wy * wx * coarse[y0 + 1][:, x0 + 1])
+    big = (
+        (1 - wy) * (1 - wx) * coarse[y0][:, x0]
+        + wy * (1 - wx) * coarse[y0 + 1][:, x0]
+        + (1 - wy) * wx * coarse[y0][:, x0 + 1]
+        + wy * wx * coarse[y0 + 1][:, x0 + 1]
+    )
     y = (frame * speed) % 100
     return big[y : y + h, y : y + w]
 

@@ -1,0 +1,96 @@
+"""What the catalog stores about a video, and the small interface every catalog implements.
+
+The embedded mode uses ``LocalCatalog`` (one SQLite file plus one FAISS index in a directory);
+the sharded mode uses ``vdup.indexer.client.ShardedCatalog``, which speaks to indexer shards that
+each run a ``LocalCatalog``. The checker does not know which one it has.
+
+Why ids are strings: they come from clients (Yappy sends UUIDs, others send their own keys).
+FAISS row ids are internal integers; the store maps them to (video id, time, view).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
+
+from vdup.features.types import AUDIO_DIM, DIM, VideoFeatures
+from vdup.matching.decide import Candidate
+
+
+@dataclass
+class VideoRecord:
+    """One catalog entry. root_id is the first upload of the content (itself for an original);
+    duplicate_for is '' for an original; created_at is a Unix time, s."""
+
+    video_id: str
+    root_id: str
+    sha256: str
+    is_duplicate: bool
+    duplicate_for: str
+    matched_video: str
+    score: float
+    path: str
+    duration_s: float
+    frames: int
+    created_at: float
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class StoredRows:
+    """What the catalog stores for one video's frames: descriptors float16/float32 [r, 512]
+    (L2-normalised; stored as float16), views int8 [r] (0 whole frame, 2 content region),
+    times float32 [r] s, audio float16/float32 [w, 128]."""
+
+    descriptors: np.ndarray
+    views: np.ndarray
+    times: np.ndarray
+    audio: np.ndarray
+
+    def __post_init__(self) -> None:
+        r = self.descriptors.shape[0]
+        if self.descriptors.shape != (r, DIM) or r == 0:
+            raise ValueError(f"descriptors must be [r>0, {DIM}], got {self.descriptors.shape}")
+        if self.views.shape != (r,) or self.times.shape != (r,):
+            raise ValueError(
+                f"views and times must be [{r}], got {self.views.shape}, {self.times.shape}"
+            )
+        if self.audio.ndim != 2 or self.audio.shape[1] != AUDIO_DIM:
+            raise ValueError(f"audio must be [w, {AUDIO_DIM}], got {self.audio.shape}")
+
+    @classmethod
+    def from_features(cls, features: VideoFeatures) -> StoredRows:
+        vecs, views = features.stored_views()
+        times = np.tile(features.timestamps, len(vecs) // len(features.timestamps))
+        return cls(vecs, views, times.astype(np.float32), features.audio)
+
+
+class Catalog(Protocol):
+    def get(self, video_id: str) -> VideoRecord | None: ...
+
+    def find_sha256(self, sha256: str) -> VideoRecord | None: ...
+
+    def search(self, features: VideoFeatures, k: int, max_candidates: int) -> list[Candidate]:
+        """Candidates for ``features``: the videos whose rows are among the ``k`` nearest of any
+        query row, best ``max_candidates`` by their best row similarity."""
+        ...
+
+    def add(self, record: VideoRecord, features: VideoFeatures | None) -> VideoRecord:
+        """Durably add ``record`` (and its descriptors); returns, once it is durable, the record
+        as stored. That is ``record`` itself unless the catalog settled a race: two replicas
+        adding the same new content at once end as one original and one copy, and the stored
+        record of the later one then names the other. ``record`` is never changed."""
+        ...
+
+    def delete(self, video_id: str) -> bool: ...
+
+    def list(self, limit: int = 100, after: str = "") -> list[VideoRecord]: ...
+
+    def stats(self) -> dict: ...
+
+    def close(self) -> None: ...

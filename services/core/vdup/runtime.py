@@ -1,0 +1,53 @@
+"""Builds the checker's parts from settings: the one place that picks implementations.
+
+In process or Triton for extraction (``VDUP_TRITON_URL``); a local catalog or indexer shards for
+search (``VDUP_INDEXER_URLS`` / ``VDUP_INDEXER_DISCOVERY``).
+"""
+
+from __future__ import annotations
+
+from vdup.catalog.local import LocalCatalog
+from vdup.catalog.types import Catalog
+from vdup.checker import DuplicateChecker
+from vdup.features.extractor import EmbeddedExtractor, Extractor, limit_blas_threads
+from vdup.settings import Settings
+
+
+def build_extractor(settings: Settings) -> Extractor:
+    if settings.triton_url:
+        from vdup.triton.client import TritonExtractor
+
+        return TritonExtractor(
+            settings.triton_url, model=settings.triton_model, timeout_s=settings.triton_timeout_s
+        )
+    return EmbeddedExtractor(
+        settings.sampling(), settings.limits(), settings.sscd_model, threads=settings.onnx_threads
+    )
+
+
+def build_catalog(settings: Settings) -> Catalog:
+    if settings.indexer_urls or settings.indexer_discovery:
+        from vdup.indexer.client import ShardedCatalog
+
+        return ShardedCatalog.from_settings(settings)
+    return LocalCatalog(
+        settings.data_dir,
+        index_factory=settings.index_factory,
+        snapshot_every=settings.snapshot_every,
+        nprobe=settings.index_nprobe,
+        index_max_sim=settings.index_max_sim,
+        query_max_sim=settings.query_max_sim,
+    )
+
+
+def build_checker(
+    settings: Settings, extractor: Extractor | None = None, catalog: Catalog | None = None
+) -> DuplicateChecker:
+    """The checker; also caps this process's BLAS threads (``settings.blas_threads``)."""
+    limit_blas_threads(settings.blas_threads)
+    return DuplicateChecker(
+        extractor or build_extractor(settings),
+        catalog or build_catalog(settings),
+        settings.decision(),
+        search_k=settings.search_k,
+    )
