@@ -1,7 +1,7 @@
 """What the decision costs per check: ``decide`` timed on a replay of a manifest's features.
 
     .venv/bin/python loadtests/bench_decision.py ../shared/bench/dev/manifest.csv \
-        --cache /work/trainset/cache/dev
+        --cache ../trainset/cache/dev
 
 Features come from ``--cache`` (``vdup calibrate --cache`` writes them; missing ones are
 extracted). Every row is searched against the rows before it in an embedded catalog, then

@@ -217,6 +217,9 @@ def test_still_takes_are_two_recordings_and_copies_name_the_first(tmp_path, sour
             "0",
             "--still-takes",
             "1",
+            "--still-same-length",
+            "--still-fps",
+            "10",
         ]
     )
     rows = _rows(out)
@@ -236,6 +239,7 @@ def test_still_takes_are_two_recordings_and_copies_name_the_first(tmp_path, sour
         a, b = (load(out / "videos" / f"{it['uuid']}.mp4").frames for it in (first, second))
         assert np.abs(np.diff(a[:, ::4, ::4].astype(int), axis=0)).mean() < 12  # near-still
         assert thumb_similarity(a[0], b[0]) < generate.STILL_TAKES_ALIKE + 0.05
+        assert len(a) == len(b) == int(first["still_s"] * 10)  # --still-same-length, 10 fps
 
 
 def test_planning_is_deterministic_and_stops_when_footage_runs_out(source_dir):

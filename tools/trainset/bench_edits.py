@@ -1,6 +1,6 @@
 """Time every registered edit on one 10 s clip at 640 px, to choose the fast implementations.
 
-    /work/trainset/venv/bin/python tools/trainset/bench_edits.py VIDEO [--seconds 10]
+    ../trainset/venv/bin/python tools/trainset/bench_edits.py VIDEO [--seconds 10]
 
 Prints a markdown table (edit, family, backend, seconds) for README.md, plus the cost of the
 final encode. Partner edits get a second segment of the same file as their partner.

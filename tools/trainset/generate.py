@@ -1,9 +1,9 @@
 """Generate labelled copy/not-copy videos for training the copy-detection decision model.
 
-    /work/trainset/venv/bin/python tools/trainset/generate.py \\
-        --dev-manifest /work/shared/bench/dev/manifest.csv --sources /work/trainset/sources \\
-        --out /work/trainset/gen --groups 400 --workers 1 --nice 10
-    /work/trainset/venv/bin/python tools/trainset/generate.py assemble --out /work/trainset/gen
+    ../trainset/venv/bin/python tools/trainset/generate.py \\
+        --dev-manifest ../shared/bench/dev/manifest.csv --sources ../trainset/sources \\
+        --out ../trainset/gen --groups 400 --workers 1 --nice 10
+    ../trainset/venv/bin/python tools/trainset/generate.py assemble --out ../trainset/gen
 
 Why this shape: thousands of clips take hours on two cores, so the work is cut into source
 groups (an original, its copies and its hard negatives) that finish independently. A group's
@@ -35,6 +35,7 @@ from tools.trainset.edits import FAMILIES, apply_chain
 from tools.trainset.media import AUDIO_RATE, Clip, encode, fit_size, load, write_atomic
 from tools.trainset.plan import (
     Source,
+    StillTakes,
     footage_of,
     plan_groups,
     sources_from_dir,
@@ -120,7 +121,7 @@ def _still_take(it: dict, rng, made: dict[str, Clip], sources, fps: float = 25.0
             frame = _load_piece(it["backup"], sources).frames[0]
     else:
         made["still_a:frame"] = Clip(frame[None], fps)
-    clip = near_still_take(frame, it["still_s"], fps, look, rng)
+    clip = near_still_take(frame, it["still_s"], it.get("fps", fps), look, rng)
     if "other" not in it:
         made[it["id"]] = clip
     return clip
@@ -284,7 +285,9 @@ def run(args) -> None:
         args.augly_share,
         args.max_per_source,
         tuple(args.copies),
-        args.still_takes,
+        StillTakes(
+            args.still_takes, tuple(args.still_take_seconds), args.still_same_length, args.still_fps
+        ),
     )
     print(
         f"{len(sources)} sources ({sum(s.duration for s in sources) / 60:.1f} min), "
@@ -424,6 +427,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="share of groups that also get two near-still takes of one fixed-camera "
         "setup (not copies of each other) and copies of the first",
     )
+    r.add_argument(
+        "--still-take-seconds",
+        type=float,
+        nargs=2,
+        default=[4.0, 15.0],
+        metavar=("LO", "HI"),
+        help="length range of a near-still take, s",
+    )
+    r.add_argument(
+        "--still-same-length",
+        action="store_true",
+        help="both takes of a setup last as long (a lab's fixed recording length)",
+    )
+    r.add_argument("--still-fps", type=float, default=25.0, help="frame rate of near-still takes")
     a = sub.add_parser("assemble", help="write OUT/manifest.csv from the done groups")
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--seed", type=int, default=0)

@@ -97,6 +97,18 @@ def sources_from_manifest(manifest: Path) -> list[Source]:
     return out
 
 
+@dataclass(frozen=True)
+class StillTakes:
+    """Near-still takes of fixed-camera setups: the share of groups that get a pair, the length
+    range of a take (s), whether both takes of a pair last as long (a lab's fixed recording
+    length), and their frame rate."""
+
+    share: float = 0.0
+    seconds: tuple[float, float] = (4.0, 15.0)
+    same_length: bool = False
+    fps: float = 25.0
+
+
 class Footage:
     """Which seconds of each source are taken; ``take`` hands out pieces that keep GAP_S from
     every earlier piece of the same source."""
@@ -176,7 +188,7 @@ class Planner:
         p_coc: float = 0.35,
         p_distractor: float = 0.15,
         copies: tuple[int, int] = (3, 5),
-        p_still_take: float = 0.0,
+        still: StillTakes = StillTakes(),
     ):
         self.sources = {s.id: s for s in sources}
         self.footage, self.seed = footage, seed
@@ -194,8 +206,8 @@ class Planner:
             "partial": p_partial,
             "coc": p_coc,
             "distractor": p_distractor,
-            "still_take": p_still_take,
         }
+        self.still = still
         self.copies = copies  # (fewest, most) copies of each original
 
     # -- chains
@@ -297,7 +309,7 @@ class Planner:
         orig["id"] = "orig"
         self._copies(rng, add, orig, src, length)
         self._negatives(rng, add, orig, src, length, items)
-        if self.p["still_take"] and rng.random() < self.p["still_take"]:
+        if self.still.share and rng.random() < self.still.share:
             self._still_takes(rng, add, src)
         return {
             "group": gid,
@@ -418,19 +430,22 @@ class Planner:
         if a is None or b is None or backup is None:
             return
         look_seed = int(rng.integers(0, 2**62))
-        dur = round(float(rng.uniform(4.0, 15.0)), 2)
+        lo, hi = self.still.seconds
+        dur = round(float(rng.uniform(lo, hi)), 2)
         first = add(
             "still_take",
             base={"source": src.id, "start": a[0], "dur": a[1]},
             look_seed=look_seed,
             still_s=dur,
+            fps=self.still.fps,
         )
         first["id"] = "still_a"
         add(
             "still_take",
             base={"source": src.id, "start": b[0], "dur": b[1]},
             look_seed=look_seed,
-            still_s=round(float(rng.uniform(4.0, 15.0)), 2),
+            still_s=dur if self.still.same_length else round(float(rng.uniform(lo, hi)), 2),
+            fps=self.still.fps,
             backup=backup,
             other=first["uuid"],
             deps=["still_a"],
@@ -523,7 +538,7 @@ def plan_groups(
     augly_share: float = 0.1,
     max_per_source: int = 20,
     copies: tuple[int, int] = (3, 5),
-    p_still_take: float = 0.0,
+    still: StillTakes = StillTakes(),
 ) -> list[dict]:
     """Plans of the groups still to make so that done + new = n_groups (fewer when footage
     runs out). Group ids are ``<source>~<k>`` for the source's k-th group; sources take turns
@@ -532,7 +547,7 @@ def plan_groups(
     for g in done.values():
         for sid, a, b in g["footage"]:
             footage.reserve(sid, a, b)
-    planner = Planner(sources, footage, seed, augly_share, copies=copies, p_still_take=p_still_take)
+    planner = Planner(sources, footage, seed, augly_share, copies=copies, still=still)
     order = sorted((s.id for s in sources), key=lambda i: stable_hash(seed, i))
     plans, total = [], len(done)
     done_passes = {int(g.rsplit("~", 1)[1]) for g in done if "~" in g}
