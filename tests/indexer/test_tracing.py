@@ -24,8 +24,8 @@ from opentelemetry.trace import SpanKind
 from support.fileserver import serve_files
 from support.media import make_video
 from vdup.api.app import create_app
-from vdup.indexer.server import ShardSettings
 from vdup.indexer.server import create_app as create_shard_app
+from vdup.indexer.settings import ShardSettings
 from vdup.runtime import build_checker
 from vdup.settings import Settings
 from vdup.tracing import setup_tracing

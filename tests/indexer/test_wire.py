@@ -13,7 +13,8 @@ from fastapi.testclient import TestClient
 from support.shards import record, scene
 from vdup.catalog.types import StoredRows
 from vdup.indexer import wire
-from vdup.indexer.server import ShardSettings, create_app
+from vdup.indexer.server import create_app
+from vdup.indexer.settings import ShardSettings
 from vdup.matching.decide import Candidate
 
 

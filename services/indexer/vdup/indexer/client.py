@@ -40,7 +40,7 @@ from vdup.features.types import QUERY_MAX_SIM, VideoFeatures
 from vdup.indexer import wire
 from vdup.indexer.discovery import KubernetesShards, ShardDirectory, StaticShards
 from vdup.indexer.races import settle
-from vdup.indexer.server import SHARD_HEADER
+from vdup.indexer.wire import SHARD_HEADER
 from vdup.matching.decide import Candidate, DecisionConfig
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,9 @@ another live shard holds (``LOCK``), or whose catalog is foreign or damaged, sto
 a message and exit status 2 (see ``vdup.catalog.local`` for which files are refused and which are
 rebuilt).
 
+This module is the entry point (``vdup indexer``: settings, data-dir lock, app, snapshots);
+the routes are ``vdup.indexer.routes``, the settings ``vdup.indexer.settings``.
+
 Endpoints (binary bodies use ``vdup.indexer.wire``; the rest is JSON):
 
     POST   /v1/search           query rows, k, max_candidates -> candidates with their evidence
@@ -35,100 +38,28 @@ import fcntl
 import json
 import logging
 import os
-import sqlite3
 import sys
 import threading
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from opentelemetry import trace
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vdup import metrics
 from vdup.catalog.local import CatalogCorrupt, LocalCatalog
 from vdup.errors import StorageError
-from vdup.features.types import DIM, INDEX_MAX_SIM
-from vdup.indexer import wire
+from vdup.indexer.routes import BadRequest, ShardState, router
+from vdup.indexer.settings import ShardSettings
+from vdup.indexer.wire import SHARD_HEADER
 from vdup.tracing import server_span
 
 log = logging.getLogger("vdup.indexer")
 
-SHARD_HEADER = "X-Vdup-Shard"
 #: Probes and scrapes: answered without a span, so they do not flood the trace store.
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-
-
-class ShardSettings(BaseSettings):
-    """One shard's settings, from ``VDUP_INDEXER_*`` variables and ``vdup indexer`` flags."""
-
-    model_config = SettingsConfigDict(env_prefix="VDUP_INDEXER_", extra="ignore")
-
-    host: str = Field("127.0.0.1", description="Address the shard binds.")
-    port: int = Field(8090, ge=1, le=65535, description="Port the shard binds.")
-    data_dir: Path = Field(Path("data/shard-0"), description="The shard's catalog directory.")
-    shard_id: str = Field(
-        "shard-0",
-        min_length=1,
-        max_length=128,
-        description="Name in metrics and the X-Vdup-Shard header; ends in "
-        "-<ordinal> (a StatefulSet pod name) so clients can check "
-        "that they reach shard i at position i.",
-    )
-    index_factory: str = Field(
-        "Flat",
-        description="FAISS factory string: 'Flat' (exact) or a "
-        "trained type such as 'IVF1024,PQ64'.",
-    )
-    nprobe: int = Field(16, ge=1, description="IVF lists visited per query row.")
-    index_max_sim: float = Field(
-        INDEX_MAX_SIM,
-        gt=0,
-        le=1,
-        description="A frame this similar to one of the video already "
-        "indexed is stored but not indexed (1 = index all); "
-        "applies to videos added from now on.",
-    )
-    omp_threads: int = Field(
-        1,
-        ge=0,
-        description="FAISS (OpenMP) threads per search; 0 = all "
-        "cores. 1 by default: with more threads than "
-        "free cores, OpenMP's spinning made searches "
-        "5-20x slower here; shards and concurrent "
-        "requests are the parallelism.",
-    )
-    sqlite_cache_mb: int = Field(
-        128,
-        ge=1,
-        description="SQLite page cache, MB: holds the owner "
-        "index and candidates' rows that searches "
-        "read (docs/indexer.md).",
-    )
-    snapshot_interval_s: float = Field(
-        300.0, gt=0, description="Most seconds between snapshots while rows are being added."
-    )
-    snapshot_rows: int = Field(
-        200_000,
-        ge=1,
-        description="Rows added that trigger a snapshot sooner (bounds replay at restart).",
-    )
-    verify_on_start: bool = Field(
-        False,
-        description="Run SQLite's quick_check at start-up (reads the whole file: ~20 s per GB).",
-    )
-    max_body_mb: int = Field(64, ge=1, description="Largest request body, MiB.")
-    log_level: str = Field("info", description="Python logging level.")
-    otlp_endpoint: str = Field(
-        "",
-        validation_alias=AliasChoices("VDUP_INDEXER_OTLP_ENDPOINT", "VDUP_OTLP_ENDPOINT"),
-        description="OTLP gRPC endpoint for traces; empty = none.",
-    )
 
 
 class DataDirInUse(RuntimeError):
@@ -183,18 +114,6 @@ def open_shard(settings: ShardSettings) -> tuple[LocalCatalog, DataDirLock]:
     return catalog, lock
 
 
-@dataclass
-class ShardState:
-    settings: ShardSettings
-    catalog: LocalCatalog
-    ready: bool = True
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-class BadRequest(ValueError):
-    pass
-
-
 def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> FastAPI:
     """The shard's app. ``catalog`` may be opened by the caller (``run`` opens it before serving,
     so a bad data dir fails before the port opens); else the lifespan opens it."""
@@ -239,7 +158,6 @@ def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> 
         lifespan=lifespan,
         telemetry={"tracing": False},
     )
-    limit = settings.max_body_mb * 1024 * 1024
 
     @app.middleware("http")
     async def shard_header(request: Request, call_next):
@@ -276,167 +194,8 @@ def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> 
     async def storage_error(request: Request, exc: StorageError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "detail": exc.message}, exc.status_code)
 
-    def cat(request: Request) -> LocalCatalog:
-        return request.app.state.shard.catalog
-
-    @app.post("/v1/search", summary="Candidates for a batch of query rows.")
-    async def search(request: Request) -> Response:
-        try:
-            query, k, max_candidates = wire.decode_search(await _body(request, limit))
-        except wire.WireError as exc:
-            raise BadRequest(str(exc)) from None
-        t0 = time.perf_counter()
-        cands = await asyncio.to_thread(cat(request).search_vectors, query, True, k, max_candidates)
-        metrics.SHARD_SEARCH_DURATION.labels(sid).observe(time.perf_counter() - t0)
-        trace.get_current_span().set_attributes(
-            {"vdup.query_rows": int(query.shape[0]), "vdup.candidates": len(cands)}
-        )
-        body = await asyncio.to_thread(wire.encode_candidates, cands)
-        return Response(body, media_type=wire.MEDIA_TYPE)
-
-    @app.post("/v1/videos", status_code=201, summary="Add one video; 201 once it is durable.")
-    async def add(request: Request) -> JSONResponse:
-        try:
-            record, rows, pending = wire.decode_add(await _body(request, limit))
-        except (wire.WireError, ValueError) as exc:
-            raise BadRequest(str(exc)) from None
-        t0 = time.perf_counter()
-        try:
-            await asyncio.to_thread(cat(request).add_rows, record, rows, pending)
-        except sqlite3.IntegrityError:
-            known = await asyncio.to_thread(cat(request).get, record.video_id)
-            if known is not None and known == record:
-                return JSONResponse({"video_id": record.video_id, "created": False}, 200)
-            return JSONResponse(
-                {"error": "conflict", "detail": f"video {record.video_id!r} is already stored"}, 409
-            )
-        metrics.SHARD_ADD_DURATION.labels(sid).observe(time.perf_counter() - t0)
-        trace.get_current_span().set_attribute(
-            "vdup.rows", 0 if rows is None else int(rows.descriptors.shape[0])
-        )
-        return JSONResponse({"video_id": record.video_id, "created": True}, 201)
-
-    @app.post("/v1/resolve", summary="Settle a pending video (compare-and-set on 'pending').")
-    async def resolve(request: Request) -> JSONResponse:
-        try:
-            record = wire.record_from_dict(json.loads(await _body(request, 1 << 20)).get("record"))
-        except (ValueError, AttributeError) as exc:
-            raise BadRequest(f"body must be {{'record': {{...}}}}: {exc}") from None
-        done = await asyncio.to_thread(cat(request).resolve, record)
-        if not done:
-            return JSONResponse({"error": "conflict", "detail": "the video is not pending"}, 409)
-        return JSONResponse({"resolved": True})
-
-    @app.get("/v1/videos/{video_id:path}", summary="One video and whether it is pending.")
-    async def get_video(video_id: str, request: Request) -> JSONResponse:
-        state = await asyncio.to_thread(cat(request).get_state, video_id)
-        if state is None:
-            return JSONResponse({"error": "not_found", "detail": f"no video {video_id!r}"}, 404)
-        return JSONResponse({"record": state[0].to_dict(), "pending": state[1]})
-
-    @app.get(
-        "/v1/rows/{video_id:path}",
-        summary="One video as stored (record, pending, rows, audio): an add frame.",
-    )
-    async def export_video(video_id: str, request: Request) -> Response:
-        stored = await asyncio.to_thread(cat(request).stored, video_id)
-        if stored is None:
-            return JSONResponse({"error": "not_found", "detail": f"no video {video_id!r}"}, 404)
-        record, rows, pending = stored
-        body = await asyncio.to_thread(wire.encode_add, record, rows, pending)
-        return Response(body, media_type=wire.MEDIA_TYPE)
-
-    @app.get("/v1/videos", summary="By sha256 (the earliest such video), or one page by id.")
-    async def list_videos(
-        request: Request,
-        sha256: str | None = Query(None, max_length=128),
-        limit: int = Query(100, ge=1, le=10_000),
-        after: str = Query("", max_length=512),
-    ) -> JSONResponse:
-        if sha256 is not None:
-            rec = await asyncio.to_thread(cat(request).find_sha256, sha256)
-            return JSONResponse({"record": rec.to_dict() if rec else None})
-        recs = await asyncio.to_thread(cat(request).list, limit, after)
-        return JSONResponse(
-            {
-                "videos": [r.to_dict() for r in recs],
-                "next_after": recs[-1].video_id if len(recs) == limit else None,
-            }
-        )
-
-    @app.delete("/v1/videos/{video_id:path}", status_code=204)
-    async def delete_video(video_id: str, request: Request) -> Response:
-        if not await asyncio.to_thread(cat(request).delete, video_id):
-            return JSONResponse({"error": "not_found", "detail": f"no video {video_id!r}"}, 404)
-        return Response(status_code=204)
-
-    @app.get("/v1/stats")
-    async def stats(request: Request) -> dict:
-        return await asyncio.to_thread(shard_stats, request.app.state.shard)
-
-    @app.post("/v1/snapshot", summary="Write a snapshot now; returns its duration.")
-    async def snapshot(request: Request) -> dict:
-        seconds = await asyncio.to_thread(cat(request).snapshot)
-        metrics.SHARD_SNAPSHOT_DURATION.labels(sid).observe(seconds)
-        return {"seconds": round(seconds, 3)}
-
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz(request: Request) -> JSONResponse:
-        state = getattr(request.app.state, "shard", None)
-        if state is None or not state.ready:
-            return JSONResponse({"status": "unavailable"}, 503)
-        return JSONResponse({"status": "ready", "shard": sid})
-
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus(request: Request) -> Response:
-        await asyncio.to_thread(update_gauges, request.app.state.shard)
-        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
-
+    app.include_router(router)
     return app
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(f"body of {declared} bytes exceeds the shard's limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BadRequest(f"body exceeds the shard's limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def shard_stats(state: ShardState) -> dict:
-    cat = state.catalog
-    out = cat.stats()
-    out.update(
-        {
-            "shard_id": state.settings.shard_id,
-            "configured_index": cat.index_factory,
-            "catalog_id": cat.catalog_id,
-            "pending": cat.pending_count(),
-            "unsnapshotted_rows": cat.unsnapshotted_rows,
-            "last_snapshot_at": cat.last_snapshot_at,
-        }
-    )
-    return out
-
-
-def update_gauges(state: ShardState) -> None:
-    sid, cat = state.settings.shard_id, state.catalog
-    s = cat.stats()
-    metrics.SHARD_VECTORS.labels(sid).set(s["vectors"])
-    metrics.SHARD_VIDEOS.labels(sid).set(s["videos"])
-    if cat.last_snapshot_at:
-        metrics.SHARD_SNAPSHOT_AGE.labels(sid).set(max(0.0, time.time() - cat.last_snapshot_at))
-    # What a restart must replay from SQLite: the float16 rows the last snapshot lacks.
-    metrics.SHARD_WAL_BYTES.labels(sid).set(cat.unsnapshotted_rows * DIM * 2)
 
 
 def _snapshot_loop(state: ShardState) -> None:

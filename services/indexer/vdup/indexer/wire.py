@@ -35,6 +35,8 @@ from vdup.features.types import AUDIO_DIM, DIM
 from vdup.matching.decide import Candidate
 
 MEDIA_TYPE = "application/x-vdup-arrays"
+#: Response header naming the shard that answered (its shard id)
+SHARD_HEADER = "X-Vdup-Shard"
 MAGIC = b"VDUP"
 VERSION = 1
 MAX_HEADER_BYTES = 4 * 1024 * 1024
