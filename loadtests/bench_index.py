@@ -41,7 +41,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from vdup.catalog.local import new_index, set_search_params
+from vdup.catalog.faiss_index import new_index, set_search_params
 from vdup.features.types import DIM, INDEX_MAX_SIM, QUERY_MAX_SIM, distinct_rows
 
 CHUNK = 20_000  # videos generated per chunk

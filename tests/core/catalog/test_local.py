@@ -274,8 +274,8 @@ def test_a_fast_scan_catalog_never_returns_deleted_videos_and_finds_later_ones(t
 @pytest.mark.xfail(
     strict=True,
     reason="FAISS 1.15: IVF fast-scan lists garble rows added after "
-    "a removal, so LocalCatalog never removes from them (catalog/local.py "
-    "_removes). When this passes, removal can be allowed again.",
+    "a removal, so LocalCatalog never removes from them "
+    "(catalog/faiss_index.py removes). When this passes, removal can be allowed again.",
 )
 def test_upstream_fast_scan_remove_then_add_keeps_codes():
     import faiss

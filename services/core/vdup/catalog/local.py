@@ -27,7 +27,7 @@ Index types: ``index_factory`` is a FAISS factory string over inner product. "Fl
 Types that need training ("IVF1024,PQ64", "IVF4096,SQ8", ...) are trained by ``train()`` on rows
 sampled from SQLite (``vdup indexer --train``); until then the catalog serves from an exact flat
 index, so an untrained shard is slow but never wrong. HNSW types cannot remove vectors, and
-fast-scan PQ ("PQ128x4fs") must not (``_removes``): deleted rows stay in the index until the
+fast-scan PQ ("PQ128x4fs") must not (``faiss_index.removes``): deleted rows stay in the index until the
 next rebuild, and search ignores them (it maps every hit back through the ``rows`` table, where
 deleted rows no longer exist).
 """
@@ -35,20 +35,19 @@ deleted rows no longer exist).
 from __future__ import annotations
 
 import builtins
-import hashlib
-import json
 import logging
-import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Buffer
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from vdup.catalog import snapshot
+from vdup.catalog.faiss_index import needs_training, new_index, removes, set_search_params
+from vdup.catalog.faiss_index import remove as remove_rows
 from vdup.catalog.types import StoredRows, VideoRecord
 from vdup.errors import StorageError
 from vdup.features.types import (
@@ -256,29 +255,11 @@ class LocalCatalog:
 
     def _load_snapshot(self) -> tuple[faiss.Index, str, int, int] | None:
         """The snapshot if it is ours, whole and of a usable type; None (logged) otherwise."""
-        snap, meta_path = self.dir / "index.faiss", self.dir / "index.json"
-        if not snap.exists() and not meta_path.exists():
+        if not snapshot.exists(self.dir):
             return None
         try:
-            meta = json.loads(meta_path.read_text())
-            if not isinstance(meta, dict):
-                raise ValueError("index.json is not an object")
-            if meta.get("catalog_id") != self.catalog_id:
-                raise ValueError("it belongs to another catalog")
-            factory = str(meta["factory"])
-            if factory not in (self.index_factory, "Flat"):
-                raise ValueError(
-                    f"it is a {factory!r} index, the catalog is set to {self.index_factory!r}"
-                )
-            with open(snap, "rb") as f:
-                digest = hashlib.file_digest(f, "sha256").hexdigest()
-            if digest != meta["sha256"]:
-                raise ValueError("checksum mismatch")
-            index = faiss.read_index(str(snap))
-            if index.d != DIM or index.metric_type != faiss.METRIC_INNER_PRODUCT:
-                raise ValueError(f"dimension {index.d} / metric {index.metric_type}")
-            max_row, del_seq = int(meta["max_row_id"]), int(meta["deletion_seq"])
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            index, cp = snapshot.read(self.dir, self.catalog_id, (self.index_factory, "Flat"))
+        except (OSError, snapshot.SnapshotUnusable) as exc:
             log.warning(
                 "snapshot in %s is unusable (%s); rebuilding the index from the catalog, "
                 "which loses nothing",
@@ -286,6 +267,7 @@ class LocalCatalog:
                 exc,
             )
             return None
+        factory = cp.factory
         if factory != self.index_factory:
             log.info(
                 "%s: the index is not trained for %r yet; serving exact search until "
@@ -293,19 +275,19 @@ class LocalCatalog:
                 self.dir,
                 self.index_factory,
             )
-        self.last_snapshot_at = float(meta.get("written_at", 0.0))
-        return index, factory, max_row, del_seq
+        self.last_snapshot_at = cp.written_at
+        return index, factory, cp.max_row_id, cp.deletion_seq
 
     def _consistent(self, index: faiss.Index) -> bool:
         rows = self._db.execute("SELECT COUNT(*) FROM rows WHERE indexed=1").fetchone()[0]
-        if _removes(index):
+        if removes(index):
             return index.ntotal == rows
         return index.ntotal >= rows
 
     def _rebuild(self) -> tuple[faiss.Index, str]:
         """A fresh index over every stored row: trained if the catalog wants a trained type and
         holds enough rows, exact otherwise."""
-        if _needs_training(self.index_factory):
+        if needs_training(self.index_factory):
             n = self._db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
             if n >= MIN_TRAIN_ROWS:
                 try:
@@ -343,7 +325,7 @@ class LocalCatalog:
             )
         ]
         if gone:
-            _remove(index, gone)
+            remove_rows(index, gone)
         return added
 
     # ---------------------------------------------------------------- training
@@ -693,7 +675,7 @@ class LocalCatalog:
                 self._rollback()
                 raise StorageError(f"the catalog could not delete the video: {exc}") from None
             if rows:
-                _remove(self.index, rows)
+                remove_rows(self.index, rows)
                 self._rows_since_snapshot += 1
             return n > 0
 
@@ -721,22 +703,19 @@ class LocalCatalog:
                 ).fetchone()[0]
                 blob = faiss.serialize_index(self.index)
                 covered = self._rows_since_snapshot
-                written_at = time.time()
-                meta = {
-                    "catalog_id": self.catalog_id,
-                    "max_row_id": int(max_row),
-                    "deletion_seq": int(del_seq),
-                    "ntotal": int(self.index.ntotal),
-                    "factory": self.effective_factory,
-                    "written_at": written_at,
-                }
-            meta["sha256"] = hashlib.sha256(blob.data).hexdigest()
-            _atomic_write(self.dir / "index.faiss", blob.data)
+                checkpoint = snapshot.Checkpoint(
+                    catalog_id=self.catalog_id,
+                    max_row_id=int(max_row),
+                    deletion_seq=int(del_seq),
+                    ntotal=int(self.index.ntotal),
+                    factory=self.effective_factory,
+                    written_at=time.time(),
+                )
+            snapshot.write(self.dir, blob.data, checkpoint)
             del blob
-            _atomic_write(self.dir / "index.json", json.dumps(meta).encode())
             with self._lock:
                 self._rows_since_snapshot = max(0, self._rows_since_snapshot - covered)
-            self.last_snapshot_at = written_at
+            self.last_snapshot_at = checkpoint.written_at
         return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -748,77 +727,6 @@ class LocalCatalog:
                 log.warning("final snapshot failed (%s); the next start replays SQLite", exc)
         with self._lock:
             self._db.close()
-
-
-def _atomic_write(path: Path, data: Buffer) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _needs_training(factory: str) -> bool:
-    return not new_index(factory).is_trained
-
-
-def _removes(index: faiss.Index) -> bool:
-    """Whether rows are removed from ``index`` on delete. Not from HNSW graphs, which cannot,
-    nor from fast-scan IVF lists ('PQ128x4fs'), which can, but in FAISS 1.15 the codes of rows
-    added after a removal come out wrong (a copy's original scored 0.24 instead of 0.83 in a
-    1M-video shard; tests/core/catalog/test_local.py pins it). Other IVF types remove, whatever
-    their coarse quantizer ('IVF4096_HNSW32,PQ64' removes). Rows not removed stay in the index
-    until the next rebuild, and search skips them: it maps every hit through ``rows_owner``,
-    where deleted rows no longer exist."""
-    ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None:
-        return not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan)
-    return not hasattr(_unwrap(index), "hnsw")
-
-
-def _unwrap(index: faiss.Index) -> faiss.Index:
-    """The index proper inside id maps (``new_index``) and vector transforms ('OPQ64,...')."""
-    index = faiss.downcast_index(index)
-    while isinstance(index, (faiss.IndexIDMap, faiss.IndexPreTransform)):
-        index = faiss.downcast_index(index.index)
-    return index
-
-
-def new_index(factory: str) -> faiss.Index:
-    """An empty inner-product index for ``factory`` that takes row ids: IVF types keep ids in
-    their lists (8 B a row), others get an id map (Flat: IDMap2, so rows can be reconstructed)."""
-    base = faiss.index_factory(DIM, factory, faiss.METRIC_INNER_PRODUCT)
-    if factory == "Flat":
-        return faiss.IndexIDMap2(base)
-    return base if faiss.try_extract_index_ivf(base) is not None else faiss.IndexIDMap(base)
-
-
-def _remove(index: faiss.Index, row_ids: list[int]) -> None:
-    """Remove rows from ``index`` where ``_removes`` allows it."""
-    if _removes(index):
-        # faiss's SWIG wrapper takes an id array as well as an IDSelector; its stub knows only that
-        index.remove_ids(np.array(row_ids, np.int64))  # type: ignore[arg-type]
-
-
-def set_search_params(index: faiss.Index, nprobe: int, ef_search: int | None = None) -> None:
-    """IVF: visit ``nprobe`` lists per query row (an HNSW coarse quantizer searches with
-    efSearch >= 2 * nprobe); HNSW: efSearch = ``ef_search`` (default 4 * nprobe, at least 16)."""
-    inner = _unwrap(index)
-    ivf = faiss.try_extract_index_ivf(inner)
-    if ivf is not None:
-        ivf.nprobe = nprobe
-        quantizer = faiss.downcast_index(ivf.quantizer)
-        if hasattr(quantizer, "hnsw"):
-            quantizer.hnsw.efSearch = max(quantizer.hnsw.efSearch, 2 * nprobe)
-        return
-    if hasattr(inner, "hnsw"):
-        inner.hnsw.efSearch = ef_search or max(16, 4 * nprobe)
 
 
 def _audio(blob: bytes) -> np.ndarray:
