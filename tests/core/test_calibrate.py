@@ -193,3 +193,33 @@ def test_the_background_comes_from_reserved_sources_whose_rows_are_not_queries(
     np.testing.assert_array_equal(t.background, bg)
     levels = t.x[:, COLUMN["background"]]
     assert (levels > 0).all() and (table.x[:, COLUMN["background"]] == 0).all()
+
+
+def test_the_cached_extractor_answers_from_the_cache_and_falls_back_for_other_bytes(
+    table, stream, cache, videos
+):
+    from pathlib import Path
+
+    from vdup.calibrate import CachedExtractor, _cached
+    from vdup.evaluate import resolve_link
+
+    class Fallback:
+        calls = 0
+
+        def extract(self, data):
+            Fallback.calls += 1
+            return "extracted"
+
+        def ready(self):
+            return True
+
+        def close(self):
+            pass
+
+    cached = CachedExtractor(Fallback(), cache, stream)
+    info, link = read_rows(stream)[0]
+    got = cached.extract(Path(resolve_link(link, stream)).read_bytes())
+    assert got.sha256 == _cached(cache, info.uuid).sha256
+    assert np.array_equal(got.frames, _cached(cache, info.uuid).frames)
+    assert Fallback.calls == 0
+    assert cached.extract(videos["no_audio"]) == "extracted" and Fallback.calls == 1

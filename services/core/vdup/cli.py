@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, default=None, help="catalog directory (default: a fresh temporary one)"
     )
     p.add_argument("--out", type=Path, default=None, help="write predictions CSV here")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="features stored by 'vdup calibrate --cache': rows found there are not extracted",
+    )
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("models", help="Model repository tasks.")
@@ -197,7 +203,13 @@ def _eval(args: argparse.Namespace) -> int:
         if args.data is None:
             args.data = Path(tmp)
         settings = _settings(args)
-        checker = build_checker(settings)
+        extractor = None
+        if args.cache is not None:
+            from vdup.calibrate import CachedExtractor
+            from vdup.runtime import build_extractor
+
+            extractor = CachedExtractor(build_extractor(settings), args.cache, args.manifest)
+        checker = build_checker(settings, extractor=extractor)
         t0 = time.perf_counter()
         try:
             with tqdm(total=len(rows), unit="video", file=sys.stderr) as bar:
