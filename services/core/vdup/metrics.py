@@ -1,4 +1,4 @@
-"""Prometheus metric definitions for the API and the indexer shards (issue 6).
+"""Prometheus metric definitions for the API and the indexer shards.
 
 Why one module: the Grafana dashboards, the alert rules and the Prometheus-adapter rules in
 ``helm/vdup`` and ``deploy/`` name these series, and ``tests/deploy`` checks every name they use
@@ -15,9 +15,9 @@ values. The allowed values of each label are listed in the constants below; the 
 the route *template* (``/videos/{video_id}``), never the raw path; ``shard`` is the shard id (the
 StatefulSet pod name, so at most ``indexer.replicas`` values).
 
-All durations are in seconds (Prometheus base unit); bucket edges are chosen per metric from the
-latencies measured on the reference machine (2 cores): Triton round trip 4-40 ms, FAISS search
-well under 10 ms per shard, keyframe decode of a 60 s clip ~0.25 s, downloads up to tens of seconds.
+All durations are in seconds (Prometheus base unit); bucket edges are chosen per metric to span
+the latencies that stage shows on the reference machine (2 cores; figures:
+docs/benchmarks.md#design-choices-measured).
 
 Exported sample names (what a scrape shows and what PromQL can select) differ from the object
 names: a counter ``x`` is exported as ``x_total`` (and ``x_created``), a histogram ``h`` as

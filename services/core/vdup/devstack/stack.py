@@ -96,8 +96,9 @@ def shard_process(
     grace_s: float = 120.0,
 ) -> ServiceProcess:
     """``vdup indexer`` for shard ``i`` (shard id ``shard-<i>``). ``grace_s``: time its SIGTERM
-    gets for the final snapshot (about 30 s for 2.3 GB here) before SIGKILL, which loses no
-    data but leaves the next start a longer replay."""
+    gets for the final snapshot (its time grows with the index; figures:
+    docs/benchmarks.md#design-choices-measured) before SIGKILL, which loses no data but leaves
+    the next start a longer replay."""
     argv = [
         "indexer",
         "--host",

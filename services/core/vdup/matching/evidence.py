@@ -112,7 +112,7 @@ def background_levels(
     """float32 [q]: each query row's mean similarity to its ``k`` nearest background rows.
 
     qdesc: float32 [q, 512]; background: float32 [b, 512] L2-normalised, or None (all 0). Cost:
-    one [q, b] product (384 x 512 rows: ~4 ms on one core).
+    one [q, b] product (docs/benchmarks.md#design-choices-measured).
     """
     if background is None or len(background) == 0:
         return np.zeros(len(qdesc), np.float32)
