@@ -98,7 +98,7 @@ def build(root: Path, n: int, rows: int, factory: str, train_rows: int) -> tuple
     add(tail, n)  # the big catalog keeps these unsnapshotted, as kill -9 would leave them
     for c in cats[1:]:
         c.close()
-    cats[0]._db.close()
+    cats[0]._store.close()
     (root / f"built-{tag}").write_text(json.dumps({"seconds": time.perf_counter() - t0}))
     return big, parts
 
@@ -222,7 +222,7 @@ def searches(
             print(json.dumps(results[-1]), flush=True)
     finally:
         sharded.close()
-        local._db.close()
+        local._store.close()
         for p in procs:
             p.stop()
     return results

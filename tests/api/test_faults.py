@@ -78,7 +78,7 @@ def test_a_catalog_that_cannot_write_refuses_adds_and_loses_nothing(
         assert upload(client, videos["orig"], "kept").status_code == 200
         catalog = catalog_of(client)
         vectors = catalog.stats()["vectors"]
-        db = catalog._db  # the catalog's one connection: the fault applies to its writes only
+        db = catalog._store.db  # the catalog's one connection: the fault applies to its writes only
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         db.execute(pragma.format(pages=pages))
 

@@ -1,4 +1,4 @@
-"""Tracing across the tiers (issue 6): one check through the API and two real shards is one
+"""Tracing across the tiers: one check through the API and two real shards is one
 trace, and each shard's server span is a child of the API's call span for that shard.
 
 The shards run in this process (uvicorn on loopback ports, in threads), so their spans reach the

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
 
 from support import REPO
@@ -71,3 +73,51 @@ def test_the_gpu_config_differs_from_the_cpu_one_only_in_device_and_chunk():
             "    kind: KIND_GPU",
         ]
     )
+
+
+def test_the_thumbnails_parameter_is_the_settings_field(monkeypatch):
+    monkeypatch.delenv("VDUP_THUMBNAILS", raising=False)
+    assert model_settings(args(thumbnails="")).thumbnails == 12
+    assert model_settings(args(thumbnails="0")).thumbnails == 0
+    with pytest.raises(ValueError, match="thumbnails"):
+        model_settings(args(thumbnails="33"))
+
+
+def _outputs(config: str) -> list[str]:
+    text = config.split("output [", 1)[1].split("\n]", 1)[0]
+    return re.findall(r'name: "([A-Z_]+)"', text)
+
+
+def test_the_client_asks_for_what_the_ensemble_gives_and_video_decode_makes():
+    from vdup.triton.client import OUTPUTS
+
+    ensemble = (SOURCE / "ensemble_model" / "config.pbtxt").read_text()
+    decode = (SOURCE / "video_decode" / "config.pbtxt").read_text()
+    assert sorted(_outputs(ensemble)) == sorted(OUTPUTS)
+    mapped = re.findall(r'output_map \{ key: "([A-Z_]+)" value: "([A-Z_]+)" \}', ensemble)
+    assert sorted(k for k, v in mapped if k == v) == sorted(OUTPUTS)
+    assert set(OUTPUTS) <= set(_outputs(decode))
+    assert 'key: "thumbnails"' in decode
+
+
+def test_features_from_outputs_carries_the_thumbnails():
+    from vdup.triton.client import features_from_outputs
+
+    n = 3
+    emb = np.zeros((n, 2, 512), np.float32)
+    emb[:, :, 0] = 1
+    outputs = {
+        "TIMESTAMPS": np.array([0.0, 1.0, 2.0], np.float32),
+        "BOX": np.full(4, -1, np.int32),
+        "META": np.array([3.0, 320, 240], np.float32),
+        "EMBEDDING": emb,
+        "AUDIO_EMBEDDING": np.zeros((1, 0, 128), np.float32),
+        "THUMBNAILS": np.array([b"\xff\xd8a\xff\xd9", b"\xff\xd8b\xff\xd9"], dtype=np.object_),
+        "THUMB_TIMES": np.array([0.0, 2.0], np.float32),
+    }
+    features = features_from_outputs(outputs, "0" * 64)
+    assert features.thumbnails.jpegs == (b"\xff\xd8a\xff\xd9", b"\xff\xd8b\xff\xd9")
+    assert features.thumbnails.times.tolist() == [0.0, 2.0]
+    outputs["THUMBNAILS"] = np.zeros(0, np.object_)
+    outputs["THUMB_TIMES"] = np.zeros(0, np.float32)
+    assert features_from_outputs(outputs, "0" * 64).thumbnails.jpegs == ()

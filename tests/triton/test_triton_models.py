@@ -1,5 +1,6 @@
 """The real Triton server over gRPC: the ensemble's outputs, bad videos, and agreement with the
-embedded extractor (same timestamps, descriptors within cosine 0.999)."""
+embedded extractor (same timestamps, descriptors within cosine 0.999, the same thumbnail
+bytes)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ pytestmark = [pytest.mark.triton, pytest.mark.slow]  # tritonserver
 def infer(
     server,
     data: bytes,
-    outputs=("TIMESTAMPS", "BOX", "META", "EMBEDDING", "AUDIO_EMBEDDING"),
+    outputs=(
+        "TIMESTAMPS",
+        "BOX",
+        "META",
+        "EMBEDDING",
+        "AUDIO_EMBEDDING",
+        "THUMBNAILS",
+        "THUMB_TIMES",
+    ),
     model: str = "ensemble_model",
 ) -> dict[str, np.ndarray]:
     client = grpcclient.InferenceServerClient(server.grpc_url)
@@ -51,6 +60,10 @@ def test_the_ensemble_turns_video_bytes_into_every_feature(triton_server, videos
     audio = out["AUDIO_EMBEDDING"]
     assert audio.dtype == np.float32 and audio.shape[0] == 1 and audio.shape[2] == 128
     assert 6 <= audio.shape[1] <= 8  # 1 s windows every 0.5 s over 4 s
+    jpegs, times = out["THUMBNAILS"], out["THUMB_TIMES"]
+    assert jpegs.dtype == np.object_ and jpegs.shape == (12,)  # Settings().thumbnails of >= 12
+    assert times.dtype == np.float32 and np.isin(times, ts).all() and np.all(np.diff(times) > 0)
+    assert all(j[:2] == b"\xff\xd8" and j[-2:] == b"\xff\xd9" for j in jpegs)
 
 
 def test_video_decode_samples_exactly_what_the_embedded_mode_samples(triton_server, videos):
@@ -102,6 +115,10 @@ def test_triton_and_embedded_paths_agree(triton_extractor, extractor, videos, na
         assert x.shape == y.shape, view
         if len(x):
             assert (x * y).sum(axis=1).min() > 0.999, view
+    # thumbnails: made by the same code from the same decoded frames, so the same bytes
+    assert len(b.thumbnails.jpegs) == 12
+    np.testing.assert_array_equal(a.thumbnails.times, b.thumbnails.times)
+    assert a.thumbnails.jpegs == b.thumbnails.jpegs
 
 
 def test_an_unreachable_or_slow_triton_is_unavailable_not_a_decision(

@@ -1,5 +1,6 @@
 """Triton python model ``video_decode``: video bytes -> sampled frames' SSCD descriptors, their
-timestamps, the content box, the audio track, its descriptors and the video's size.
+timestamps, the content box, the audio track, its descriptors, the video's size and a few
+thumbnails (JPEG) of its frames for the review page.
 
 It runs the embedded mode's own code, ``decode_and_describe``: frames go to the
 ``video_embedding`` model (a BLS call, so dynamic batching and the GPU apply there) in batches
@@ -21,7 +22,17 @@ from vdup.features.extractor import decode_and_describe, limit_blas_threads
 from vdup.triton.model_support import error_text, model_parameters, model_settings
 
 #: Every output; a request names those it wants (the ensemble: all but IMAGES and AUDIO).
-OUTPUTS = ("EMBEDDING", "TIMESTAMPS", "AUDIO", "BOX", "META", "IMAGES", "AUDIO_EMBEDDING")
+OUTPUTS = (
+    "EMBEDDING",
+    "TIMESTAMPS",
+    "AUDIO",
+    "BOX",
+    "META",
+    "IMAGES",
+    "AUDIO_EMBEDDING",
+    "THUMBNAILS",
+    "THUMB_TIMES",
+)
 
 
 class TritonPythonModel:
@@ -30,12 +41,15 @@ class TritonPythonModel:
         limit_blas_threads(settings.blas_threads)
         self.sampling = settings.sampling()
         self.limits = settings.limits()
+        self.thumbnails = settings.thumbnails
         params = model_parameters(args)
         self.embedding_model = params.get("embedding_model", "video_embedding")
         self.audio_model = params.get("audio_model", "audio_embedding")
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bls")
         self.audio_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audio")
-        pb_utils.Logger.log_info(f"video_decode: {self.sampling} {self.limits}")
+        pb_utils.Logger.log_info(
+            f"video_decode: {self.sampling} {self.limits} thumbnails={self.thumbnails}"
+        )
 
     def execute(self, requests):
         return [self._one(request) for request in requests]
@@ -58,6 +72,7 @@ class TritonPythonModel:
                 self.pool,
                 describe_audio=self._embed_audio if "AUDIO_EMBEDDING" in wanted else None,
                 audio_pool=self.audio_pool,
+                thumbnails=self.thumbnails if wanted & {"THUMBNAILS", "THUMB_TIMES"} else 0,
             )
         except VdupError as exc:
             return pb_utils.InferenceResponse(
@@ -77,6 +92,8 @@ class TritonPythonModel:
             "META": np.array([inputs.duration_s, inputs.width, inputs.height], np.float32),
             "IMAGES": inputs.images,
             "AUDIO_EMBEDDING": audio_embedding,
+            "THUMBNAILS": np.array(inputs.thumbnails.jpegs, dtype=np.object_).reshape(-1),
+            "THUMB_TIMES": inputs.thumbnails.times.astype(np.float32, copy=False),
         }
         return pb_utils.InferenceResponse(
             output_tensors=[

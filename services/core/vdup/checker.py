@@ -6,6 +6,10 @@ Order of work: identical bytes are recognised by SHA-256 before any model runs; 
 features are extracted (the heavy, parallel part), then search, decision and add run under one
 lock, so two copies of one new video checked at the same moment cannot both become originals in
 this process. (Across API replicas the indexer resolves that race; see docs/architecture.md.)
+
+With a review store (the embedded catalog), each decision is kept with its evidence
+(``vdup.matching.explain``), and the negative list that moderators' verdicts build takes part
+in the decision: a copy of content ruled "not a duplicate of X" is not matched to X again.
 """
 
 from __future__ import annotations
@@ -15,10 +19,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from vdup.catalog.review import ReviewStore
 from vdup.catalog.types import Catalog, VideoRecord
 from vdup.features.extractor import Extractor
 from vdup.features.preprocess import sha256_of
-from vdup.matching.decide import Decision, DecisionConfig, decide
+from vdup.features.types import Thumbnails, VideoFeatures
+from vdup.matching.decide import Candidate, Decision, DecisionConfig, decide
+from vdup.matching.explain import Evidence, explain
 from vdup.tracing import tracer
 
 
@@ -51,10 +58,18 @@ class CheckResult:
 
 class DuplicateChecker:
     def __init__(
-        self, extractor: Extractor, catalog: Catalog, config: DecisionConfig, search_k: int = 32
+        self,
+        extractor: Extractor,
+        catalog: Catalog,
+        config: DecisionConfig,
+        search_k: int = 32,
+        review: ReviewStore | None = None,
     ) -> None:
+        """review: where evidence and verdicts live (the embedded catalog itself); None: no
+        evidence is kept and no negative list applies (the sharded catalog today)."""
         self.extractor = extractor
         self.catalog = catalog
+        self.review = review
         self.config = config
         self.search_k = search_k
         self._lock = threading.Lock()
@@ -80,7 +95,7 @@ class DuplicateChecker:
                 again = self.catalog.get(video_id)
                 if again is not None:
                     return _known(video_id, again)
-                record = self.catalog.add(record, None)
+                record = self.catalog.add(record, None, evidence=self._explain(decision, None))
             timings["total"] = time.perf_counter() - t0
             return CheckResult(video_id, decision, record, timings_s=timings)
 
@@ -101,16 +116,34 @@ class DuplicateChecker:
             timings["search"] = time.perf_counter() - t
             t = time.perf_counter()
             with tracer.start_as_current_span("align_decide") as span:
-                decision = decide(features, candidates, self.config)
+                decision = decide(features, candidates, self.config, self._negatives(candidates))
                 span.set_attribute("vdup.is_duplicate", decision.is_duplicate)
             timings["decide"] = time.perf_counter() - t
             record = self._record(video_id, sha, decision, features, source)
             t = time.perf_counter()
             with tracer.start_as_current_span("store"):
-                record = self.catalog.add(record, features)
+                evidence = self._explain(decision, features)
+                record = self.catalog.add(record, features, evidence=evidence)
             timings["store"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         return CheckResult(video_id, decision, record, timings_s=timings)
+
+    def _negatives(self, candidates: list[Candidate]) -> dict[str, frozenset[str]]:
+        if self.review is None or not candidates:
+            return {}
+        ids = {c.video_id for c in candidates} | {c.root_id for c in candidates}
+        return self.review.negatives(sorted(ids))
+
+    def _explain(self, decision: Decision, features: VideoFeatures | None) -> Evidence | None:
+        """The decision's evidence, with the matched video's stored thumbnails; None without a
+        review store."""
+        if self.review is None:
+            return None
+        shown = decision.matched_video
+        if not shown and decision.candidates:
+            shown = decision.candidates[0].video_id  # a near miss: show what it was closest to
+        matched = self.review.thumbnails(shown) if shown else Thumbnails.empty()
+        return explain(decision, features, matched)
 
     @staticmethod
     def _record(video_id, sha, decision: Decision, features, source) -> VideoRecord:

@@ -62,6 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=_eval)
 
+    p = sub.add_parser("review", help="Moderators' verdicts in the embedded catalog.")
+    rsub = p.add_subparsers(dest="review_command", required=True)
+    rx = rsub.add_parser(
+        "export",
+        help="Write the verdicts as a labelled Yappy-format manifest (for 'vdup calibrate').",
+    )
+    rx.add_argument("--data", type=Path, default=None, help="catalog directory (VDUP_DATA_DIR)")
+    rx.add_argument("--out", type=Path, required=True, help="manifest CSV to write")
+    rx.set_defaults(func=_review_export)
+
     p = sub.add_parser("models", help="Model repository tasks.")
     msub = p.add_subparsers(dest="models_command", required=True)
     mi = msub.add_parser("install", help="Put the SSCD and audio models into a model repository.")
@@ -93,6 +103,29 @@ def _plugin(module: str):
         return int(mod.run(args) or 0)
 
     return run
+
+
+def _review_export(args: argparse.Namespace) -> int:
+    import csv
+
+    from vdup.catalog.local import LocalCatalog
+    from vdup.catalog.review import LABEL_COLUMNS, labels
+
+    settings = _settings(args)
+    if not (settings.data_dir / "catalog.sqlite").exists():
+        print(f"vdup: no catalog in {settings.data_dir}", file=sys.stderr)
+        return 2
+    catalog = LocalCatalog(settings.data_dir, snapshot_every=0, verify=False)
+    try:
+        rows = labels(catalog.audit(limit=1_000_000), catalog.get)
+    finally:
+        catalog.close()
+    with open(args.out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LABEL_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    print(json.dumps({"rows": len(rows), "out": str(args.out)}))
+    return 0
 
 
 def _settings(args: argparse.Namespace):

@@ -21,7 +21,11 @@ def build_extractor(settings: Settings) -> Extractor:
             settings.triton_url, model=settings.triton_model, timeout_s=settings.triton_timeout_s
         )
     return EmbeddedExtractor(
-        settings.sampling(), settings.limits(), settings.sscd_model, threads=settings.onnx_threads
+        settings.sampling(),
+        settings.limits(),
+        settings.sscd_model,
+        threads=settings.onnx_threads,
+        thumbnails=settings.thumbnails,
     )
 
 
@@ -45,9 +49,11 @@ def build_checker(
 ) -> DuplicateChecker:
     """The checker; also caps this process's BLAS threads (``settings.blas_threads``)."""
     limit_blas_threads(settings.blas_threads)
+    catalog = catalog or build_catalog(settings)
     return DuplicateChecker(
         extractor or build_extractor(settings),
-        catalog or build_catalog(settings),
+        catalog,
         settings.decision(),
         search_k=settings.search_k,
+        review=catalog if isinstance(catalog, LocalCatalog) else None,
     )

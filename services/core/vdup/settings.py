@@ -37,7 +37,18 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Embedded catalog directory.")
     log_level: str = Field("info", description="Python logging level.")
     api_keys: CommaList = Field(
-        default_factory=list, description="Bearer keys; empty = no authentication."
+        default_factory=list,
+        description=(
+            "Bearer keys of upload clients (the 'check' role), each 'name:key' or 'key'. With "
+            "neither this nor moderator_keys set, nothing needs a key."
+        ),
+    )
+    moderator_keys: CommaList = Field(
+        default_factory=list,
+        description=(
+            "Bearer keys of moderators (the 'moderate' role: the review page's data, evidence, "
+            "verdicts, the audit log), each 'name:key' or 'key'; the name goes in the audit log."
+        ),
     )
     max_concurrency: int = Field(4, ge=1, description="Checks in flight per replica; more get 429.")
     check_deadline_s: float = Field(120.0, gt=0, description="Deadline of one check, s.")
@@ -78,14 +89,20 @@ class Settings(BaseSettings):
         description=(
             "BLAS threads (numpy's OpenBLAS) in a process that decodes and describes videos: its "
             "matrix products are small, and idle OpenBLAS threads busy-wait on the cores that "
-            "decoding and onnxruntime need (60 s clip: 680 -> 550 ms CPU per check). 0 = the "
-            "library's default (every core)."
+            "decoding and onnxruntime need (one thread is cheaper in CPU per check, see "
+            "docs/benchmarks.md). 0 = the library's default (every core)."
         ),
     )
     frame_size: int = Field(224, ge=64, le=512, description="Side of sampled frames, px.")
     max_gap_s: float = Field(2.0, gt=0, description="Largest gap between sampled frames, s.")
     min_frames: int = Field(12, ge=1, description="Fewest frames sampled per video.")
     max_frames: int = Field(96, ge=1, description="Most frames kept per video.")
+    thumbnails: int = Field(
+        12,
+        ge=0,
+        le=32,
+        description="Thumbnails kept per video for the review page (JPEG, ~3 KB each); 0 = none.",
+    )
 
     # -- media limits
     max_duration_s: float = Field(600.0, gt=0, description="Longest accepted video, s.")
@@ -177,7 +194,7 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("api_keys", "indexer_urls", "fetch_allow", mode="before")
+    @field_validator("api_keys", "moderator_keys", "indexer_urls", "fetch_allow", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> list[str]:
         """``VDUP_FETCH_ALLOW=127.0.0.1,10.0.0.0/8``: NoDecode hands the raw string here."""

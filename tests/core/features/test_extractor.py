@@ -70,3 +70,35 @@ def test_each_mirror_descriptor_is_its_frames_mirror_or_one_as_alike(described, 
     assert 0 < len(rows) < n  # a still-ish generated clip: some mirrors are lent
     np.testing.assert_allclose(sims[rows], 1.0, atol=1e-5)
     assert sims.min() >= 0.9
+
+
+def test_the_embedded_extractor_keeps_thumbnails_of_its_sampled_frames(extractor, videos):
+    import io
+
+    import av
+
+    from vdup.media.thumbs import DEFAULT_COUNT
+
+    features = extractor.extract(videos["orig"])  # 320 x 240
+    thumbs = features.thumbnails
+    n = len(features.timestamps)
+    assert extractor.thumbnails == DEFAULT_COUNT and len(thumbs.jpegs) == min(n, DEFAULT_COUNT)
+    assert thumbs.times.dtype == np.float32 and np.all(np.diff(thumbs.times) > 0)
+    assert np.isin(thumbs.times, features.timestamps).all()
+    assert (thumbs.times[0], thumbs.times[-1]) == (features.timestamps[0], features.timestamps[-1])
+    for data in thumbs.jpegs:
+        assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9"
+        with av.open(io.BytesIO(data)) as container:
+            frame = next(container.decode(video=0))
+        assert (frame.width, frame.height) == (160, 120)
+
+
+def test_thumbnails_are_made_in_the_shared_path_only_when_asked(described, extractor):
+    data, (inputs, _, _), _ = described
+    assert inputs.thumbnails.jpegs == ()  # decode_and_describe's default: none
+    with ThreadPoolExecutor(2) as pool:
+        three, _, _ = decode_and_describe(
+            data, extractor.sampling, extractor.limits, extractor.images, pool, thumbnails=3
+        )
+    assert len(three.thumbnails.jpegs) == 3
+    assert np.isin(three.thumbnails.times, three.timestamps).all()

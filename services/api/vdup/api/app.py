@@ -74,13 +74,18 @@ def create_app(settings: Settings | None = None, checker=None, fetcher=None) -> 
         version="0.1.0",
         summary="Tells a short-video service whether an upload copies a catalog video.",
         lifespan=lifespan,
+        docs_url=None,  # served by routes/pages.py from local files, not a CDN
+        redoc_url=None,
     )
 
-    from vdup.api.routes import check, health, videos
+    from vdup.api.routes import check, health, pages, review, videos
 
     app.include_router(check.router)
     app.include_router(videos.router)
+    app.include_router(review.router)
     app.include_router(health.router)
+    app.include_router(pages.router)
+    pages.mount_static(app)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, settings=settings)
     _install_metrics_middleware(app)
@@ -113,7 +118,10 @@ _ERRORS = {
     400: "The body is malformed (e.g. broken multipart), or the link may not be fetched "
     "(scheme, address or policy).",
     401: "A valid API key is required (when keys are configured).",
+    403: "The API key is valid but lacks the role this needs (check or moderate).",
     404: "No such video in the catalog.",
+    409: "The verdict conflicts with the catalog (e.g. it would make a video a copy of its own "
+    "copy).",
     413: "The video or its download exceeds a limit.",
     422: "The request is invalid, or the bytes are not a decodable video.",
     429: "This replica is at its concurrency limit; retry after Retry-After seconds.",
@@ -121,6 +129,7 @@ _ERRORS = {
     503: "A dependency (feature extraction, an index shard) is unavailable; retry after "
     "Retry-After seconds.",
     504: "The server behind the link was too slow.",
+    501: "This deployment's catalog has no review store (the sharded catalog).",
     507: "The catalog could not durably store the video; nothing was added.",
 }
 

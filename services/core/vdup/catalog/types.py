@@ -17,6 +17,7 @@ import numpy as np
 
 from vdup.features.types import AUDIO_DIM, DIM, VideoFeatures
 from vdup.matching.decide import Candidate
+from vdup.matching.explain import Evidence
 
 
 @dataclass
@@ -80,9 +81,15 @@ class Catalog(Protocol):
         query row, best ``max_candidates`` by their best row similarity."""
         ...
 
-    def add(self, record: VideoRecord, features: VideoFeatures | None) -> VideoRecord:
-        """Durably add ``record`` (and its descriptors); returns, once it is durable, the record
-        as stored. That is ``record`` itself unless the catalog settled a race: two replicas
+    def add(
+        self,
+        record: VideoRecord,
+        features: VideoFeatures | None,
+        *,
+        evidence: Evidence | None = None,
+    ) -> VideoRecord:
+        """Durably add ``record`` (and its descriptors, and with a review store its thumbnails
+        and the decision's ``evidence``); returns, once it is durable, the record as stored. That is ``record`` itself unless the catalog settled a race: two replicas
         adding the same new content at once end as one original and one copy, and the stored
         record of the later one then names the other. ``record`` is never changed."""
         ...

@@ -20,6 +20,7 @@ from vdup.features.audio_model import build_audio_model, min_samples
 from vdup.features.preprocess import ModelInputs, assemble, prepare, sha256_of
 from vdup.features.types import AUDIO_DIM, DIM, VideoFeatures, distinct_rows
 from vdup.media.decode import MediaLimits, SamplingConfig, decode_audio, decode_video
+from vdup.media.thumbs import DEFAULT_COUNT
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -53,8 +54,8 @@ def limit_blas_threads(threads: int) -> None:
     """Cap this process's BLAS libraries (numpy's OpenBLAS first of all) at ``threads``; 0
     leaves their default (every core). Process-wide, and meant for processes that decode and
     describe videos: their matrix products are small (mirror selection, alignment), and idle
-    OpenBLAS threads busy-wait after each one on the cores the decoder and onnxruntime need
-    (60 s clip, 2 cores: 680 -> 550 ms CPU per check with 1 thread)."""
+    OpenBLAS threads busy-wait after each one on the cores the decoder and onnxruntime need:
+    one thread is cheaper in CPU per check (docs/benchmarks.md#design-choices-measured)."""
     if threads:
         from threadpoolctl import threadpool_limits
 
@@ -85,8 +86,8 @@ class ImageEmbedder:
     ``providers`` are onnxruntime execution providers (Triton's GPU instances pass CUDA first).
     ``spin`` False (the default) stops idle intra-op threads from busy-waiting: the decoder
     feeds frames in batches and runs beside the model on the same cores (in process, or in
-    Triton's separate model processes), and a spinning pool starves it. Measured on the 60 s
-    clip, 2 cores: spinning 602 ms wall / 1097 ms CPU per extraction, not spinning 505 / 833.
+    Triton's separate model processes), and a spinning pool starves it: not spinning is faster
+    in wall time and in CPU per extraction (docs/benchmarks.md#design-choices-measured).
     """
 
     def __init__(
@@ -142,7 +143,8 @@ class EmbeddedExtractor:
     ``threads`` (0 = every core) SSCD runs go in parallel, each on one onnxruntime thread: small
     independent runs fill the cores that the decoder leaves idle better than one run split
     across all of them, whose slowest thread (the one sharing a core with the decoder) sets the
-    pace (60 s clip: 427 vs 490 ms per extraction, interleaved runs).
+    pace (docs/benchmarks.md#design-choices-measured). ``thumbnails``: JPEGs of that many of
+    the sampled frames in ``VideoFeatures.thumbnails`` (``vdup.media.thumbs``; 0 = none).
     """
 
     def __init__(
@@ -151,9 +153,11 @@ class EmbeddedExtractor:
         limits: MediaLimits = MediaLimits(),
         sscd_model: str = "sscd_distilled",
         threads: int = 0,
+        thumbnails: int = DEFAULT_COUNT,
     ) -> None:
         self.sampling = sampling
         self.limits = limits
+        self.thumbnails = thumbnails
         self.images = ImageEmbedder(sscd_model_path(sscd_model), threads=1)
         self.audio = AudioEmbedder(threads=threads)
         workers = threads or os.cpu_count() or 1
@@ -169,7 +173,13 @@ class EmbeddedExtractor:
     def extract(self, data: bytes) -> VideoFeatures:
         """Decode and describe ``data`` (see ``decode_and_describe``)."""
         inputs, embeddings, audio = decode_and_describe(
-            data, self.sampling, self.limits, self.images, self._pool, describe_audio=self.audio
+            data,
+            self.sampling,
+            self.limits,
+            self.images,
+            self._pool,
+            describe_audio=self.audio,
+            thumbnails=self.thumbnails,
         )
         assert audio is not None  # describe_audio was given
         return assemble(inputs, embeddings, audio, sha256_of(data))
@@ -178,8 +188,8 @@ class EmbeddedExtractor:
 #: A frame is mirrored and described only when its descriptor is less than this alike (cosine)
 #: to every frame mirrored before it; the others take the mirror descriptor of the mirrored frame
 #: they are most alike. Two frames this alike are one shot seen twice, and so are their mirrors.
-#: Mirrors are half of the SSCD work; this spares 14 of 40 on the 60 s speed clip and most of
-#: them on still clips.
+#: Mirrors are half of the SSCD work; this spares the mirrors of repeated shots, most of them on
+#: still clips (docs/benchmarks.md#design-choices-measured).
 MIRROR_MAX_SIM = 0.95
 
 
@@ -191,6 +201,7 @@ def decode_and_describe(
     pool: ThreadPoolExecutor,
     describe_audio: Callable[[np.ndarray], np.ndarray] | None = None,
     audio_pool: ThreadPoolExecutor | None = None,
+    thumbnails: int = 0,
 ) -> tuple[ModelInputs, np.ndarray, np.ndarray | None]:
     """Decode ``data`` and describe it: (inputs, float32 [2m, 512]: the m images' SSCD
     descriptors, then their mirrors', as ``assemble`` takes them; ``describe_audio(inputs.audio)``
@@ -204,7 +215,8 @@ def decode_and_describe(
     ``video_decode``. The soundtrack is decoded in a pass of its own on ``audio_pool`` (default:
     ``pool``; Triton's one BLS thread must not wait behind it), beside the video pass, and
     described there while the content region is sought. The result does not depend on timing
-    or on the pools' sizes.
+    or on the pools' sizes. ``inputs.thumbnails`` holds ``thumbnails`` JPEGs of the decoded
+    frames (``prepare``), made on this thread while the pool describes frames.
     """
     audio_pool = audio_pool or pool
     soundtrack = audio_pool.submit(decode_audio, data, sampling, limits)
@@ -217,7 +229,7 @@ def decode_and_describe(
     streamed.close()
     decoded.audio = soundtrack.result()
     audio = audio_pool.submit(describe_audio, decoded.audio) if describe_audio is not None else None
-    inputs = prepare(decoded)
+    inputs = prepare(decoded, thumbnails)
     n = len(decoded.timestamps)
     crops = _Streamer(embed, pool)
     for image, t in zip(inputs.images[n:], decoded.timestamps):  # the crops: another view,

@@ -3,27 +3,30 @@ inputs out, and model outputs back into ``VideoFeatures``.
 
 There is exactly one copy of this logic. ``video_decode`` (Triton) calls ``decode_for_models``;
 the embedded extractor calls it too and then ``assemble``. Both run the same ONNX graphs on the
-arrays these functions produce, so both paths give the same features.
+arrays these functions produce, so both paths give the same features. The review page's
+thumbnails are made here too, from the frames already decoded (``vdup.media.thumbs``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import av
 import numpy as np
 
-from vdup.features.types import AUDIO_DIM, VideoFeatures
+from vdup.features.types import AUDIO_DIM, Thumbnails, VideoFeatures
 from vdup.media.decode import DecodedVideo, MediaLimits, SamplingConfig, decode_video
 from vdup.media.region import content_box
+from vdup.media.thumbs import make_thumbnails
 
 
 @dataclass
 class ModelInputs:
     """images: uint8 [m, S, S, 3] = the n sampled frames, then (when a content box was found)
     the same n frames cropped to it; timestamps: float32 [n] s; audio: float32 [t] mono 16 kHz;
-    box: int32 [4] (top, left, bottom, right) px in the S x S frame, all -1 when none."""
+    box: int32 [4] (top, left, bottom, right) px in the S x S frame, all -1 when none;
+    thumbnails: JPEGs of some of the n frames, for people (``vdup.media.thumbs``)."""
 
     images: np.ndarray
     timestamps: np.ndarray
@@ -32,15 +35,20 @@ class ModelInputs:
     duration_s: float
     width: int
     height: int
+    thumbnails: Thumbnails = field(default_factory=Thumbnails.empty)
 
 
-def decode_for_models(data: bytes, sampling: SamplingConfig, limits: MediaLimits) -> ModelInputs:
+def decode_for_models(
+    data: bytes, sampling: SamplingConfig, limits: MediaLimits, thumbnails: int = 0
+) -> ModelInputs:
     """Decode ``data`` and build the descriptor model's inputs (raises BadMedia)."""
     decoded = decode_video(data, sampling, limits)
-    return prepare(decoded)
+    return prepare(decoded, thumbnails)
 
 
-def prepare(decoded: DecodedVideo) -> ModelInputs:
+def prepare(decoded: DecodedVideo, thumbnails: int = 0) -> ModelInputs:
+    """The models' inputs from ``decoded``, with ``thumbnails`` thumbnails of its frames
+    (``vdup.media.thumbs.make_thumbnails``; 0 = none)."""
     frames = decoded.frames
     box = content_box(frames)
     images = frames
@@ -57,6 +65,9 @@ def prepare(decoded: DecodedVideo) -> ModelInputs:
         duration_s=decoded.duration_s,
         width=decoded.width,
         height=decoded.height,
+        thumbnails=make_thumbnails(
+            frames, decoded.timestamps, decoded.width, decoded.height, thumbnails
+        ),
     )
 
 
@@ -86,6 +97,7 @@ def assemble(
         sha256=sha256,
         width=int(inputs.width),
         height=int(inputs.height),
+        thumbnails=inputs.thumbnails,
     )
 
 

@@ -8,9 +8,11 @@ flipped copy of a video matches its original through it); ``region`` the content
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from vdup.media.thumbs import Thumbnails as Thumbnails  # re-exported: matching reads it here
 
 DIM = 512
 AUDIO_DIM = 128
@@ -56,6 +58,7 @@ class VideoFeatures:
     sha256: str
     width: int = 0
     height: int = 0
+    thumbnails: Thumbnails = field(default_factory=Thumbnails.empty)
 
     def __post_init__(self) -> None:
         n = len(self.timestamps)

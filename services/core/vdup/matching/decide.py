@@ -19,6 +19,7 @@ the soundtrack would not have reached the threshold, else 'visual'.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -261,8 +262,17 @@ def evidence_table(
     ]
 
 
-def decide(query: VideoFeatures, candidates: list[Candidate], cfg: DecisionConfig) -> Decision:
-    """The decision over ``candidates`` (any order; the best ``max_candidates`` by retrieval)."""
+def decide(
+    query: VideoFeatures,
+    candidates: list[Candidate],
+    cfg: DecisionConfig,
+    negatives: Mapping[str, Collection[str]] | None = None,
+) -> Decision:
+    """The decision over ``candidates`` (any order; the best ``max_candidates`` by retrieval).
+
+    negatives: video id -> roots a moderator ruled that video's content is not a copy of (a
+    negative list, like HMA's negative banks); see ``_unbarred``.
+    """
     scored = _score_all(query, candidates, cfg)
     model = cfg.decision_model
     matches: list[Match] = []
@@ -292,6 +302,8 @@ def decide(query: VideoFeatures, candidates: list[Candidate], cfg: DecisionConfi
     matches.sort(key=lambda m: (-m.probability, -m.confidence, m.video_id))
     threshold = cfg.operating_threshold
     admissible = [m for m in matches if m.probability >= threshold]
+    if negatives and admissible:
+        admissible = _unbarred(admissible, negatives)
     if not admissible:
         top = matches[0].probability if matches else 0.0
         return Decision(is_duplicate=False, score=round(top, 4), candidates=matches)
@@ -309,3 +321,19 @@ def decide(query: VideoFeatures, candidates: list[Candidate], cfg: DecisionConfi
         match_segment_s=a.ref_span_s,
         candidates=matches,
     )
+
+
+def _unbarred(admissible: list[Match], negatives: Mapping[str, Collection[str]]) -> list[Match]:
+    """``admissible`` without the matches the negative list rules out.
+
+    When the query matches a video V on the list (or a copy whose root V is) at the threshold,
+    a match to a root V was ruled distinct from stays admissible only if it is strictly more
+    probable than the match through V: more copies of V's content do not fall back to the
+    overturned root, while a copy that is closer to that root than to V is still its copy.
+    """
+    through: dict[str, float] = {}  # barred root -> best probability of a match that bars it
+    for m in admissible:
+        for key in {m.video_id, m.root_id}:
+            for root in negatives.get(key, ()):
+                through[root] = max(through.get(root, 0.0), m.probability)
+    return [m for m in admissible if m.probability > through.get(m.root_id, -1.0)]

@@ -3,13 +3,13 @@
 This is the one decode implementation: the embedded extractor calls it in process, and Triton's
 ``video_decode`` python model imports it unchanged. Nothing here touches the disk.
 
-Why the sampling looks the way it does: decoding is the floor of the whole pipeline. A 60 s
-720x1280 H.264 clip costs ~0.25 s to decode keyframes only and ~2.2 s to decode in full on two
-cores. So the sampler reads the container's keyframe index first, takes every keyframe, and only
-where keyframes leave a gap longer than ``max_gap_s`` (or the clip is too short to give
-``min_frames``) does it decode the GOPs that contain the missing sample times, and no others,
-each only up to its last sample time and, of the frames that no other frame refers to (B-frames,
-two in three in a typical H.264 stream), only those next to a sample time.
+Why the sampling looks the way it does: decoding is the floor of the whole pipeline, and decoding
+keyframes only costs a small fraction of a full decode (figures:
+docs/benchmarks.md#design-choices-measured). So the sampler reads the container's keyframe index
+first, takes every keyframe, and only where keyframes leave a gap longer than ``max_gap_s`` (or the
+clip is too short to give ``min_frames``) does it decode the GOPs that contain the missing sample
+times, and no others, each only up to its last sample time and, of the frames that no other frame
+refers to (B-frames, two in three in a typical H.264 stream), only those next to a sample time.
 
 Why the input is distrusted the way it is (docs/reliability.md): the bytes come from anyone.
 FFmpeg only gets to open demuxers for video containers (``FORMATS``) and no protocol at all, so
@@ -227,7 +227,7 @@ def _decode(
     if targets is not None and len(targets) == 0:
         ctx.skip_frame = "NONKEY"
 
-    frames, times, audio, decoded = _run_decode(
+    frames, times, audio, decoded, frame_rotation = _run_decode(
         container,
         vstream,
         astream if with_audio else None,
@@ -246,7 +246,8 @@ def _decode(
         duration = float(times_arr.max()) + 1e-3
     keep = _thin(times_arr, sampling, duration)
     frame_arr = np.stack([frames[i] for i in keep])
-    rotation = _rotation_tag(vstream)
+    # The display matrix (FFmpeg 7 gives it on each frame); older muxers' 'rotate' tag else.
+    rotation = frame_rotation or _rotation_tag(vstream)
     if abs(rotation) % 180 == 90:
         width, height = height, width
     return DecodedVideo(
@@ -371,9 +372,9 @@ def _run_decode(
     limits: MediaLimits,
     on_frame: OnFrame | None = None,
     duration: float = 0.0,
-) -> tuple[list[np.ndarray], list[float], np.ndarray, int]:
+) -> tuple[list[np.ndarray], list[float], np.ndarray, int, int]:
     """One demux pass. Returns (frames as uint8 [S,S,3] list, times in s, audio float32 [m],
-    frames decoded).
+    frames decoded, the display rotation of the sampled frames in degrees counter-clockwise).
 
     With ``targets`` None every packet is read and the first frame past each point of a regular
     ``max_gap_s`` grid is kept. With ``targets`` given, keyframes are kept (but none closer than
@@ -392,6 +393,7 @@ def _run_decode(
         _AudioCollector(sampling.audio_rate, limits.max_audio_s) if astream is not None else None
     )
     decoded = 0
+    rotation = 0
     next_grid = 0.0
     next_key = -math.inf
     key_spacing = _key_spacing(duration, sampling)
@@ -460,6 +462,7 @@ def _run_decode(
                         f"more than {limits.max_sampled_frames} frames would be sampled"
                     )
                 rgb = _rgb(frame, size)
+                rotation = rotation or int(getattr(frame, "rotation", 0) or 0)
                 frames.append(rgb)
                 times.append(t)
                 if on_frame is not None:
@@ -473,7 +476,7 @@ def _run_decode(
             continue
         out_f.append(frames[i])
         out_t.append(times[i])
-    return out_f, out_t, samples, decoded
+    return out_f, out_t, samples, decoded, rotation
 
 
 #: How far (frames) past the next sample time a frame that nothing refers to is still decoded:
@@ -484,16 +487,17 @@ NEAR_FRAMES = 1.5
 def _skip_unless_near(
     packet: av.Packet, start: float, wanted: list[float], lo: int, half_frame: float
 ) -> Literal["DEFAULT", "NONREF"]:
-    """The decoder's skip_frame for one video packet: "NONREF" for a non-key packet whose time
-    is known and lies, for every sample time in ``wanted[lo:]`` (s, sorted), outside half a frame
-    before it to ``NEAR_FRAMES`` frames after it: the decoder then drops the frame if no other
-    frame refers to it (in a typical H.264 stream two in three) and still decodes it if one
-    does. Else "DEFAULT": so the first frame at or after a sample time is always decoded, the
-    samples are the very frames of a full decode (1080x1920 clip with 5 s GOPs: 1.5 s -> 0.6 s),
-    and a packet the demuxer flags corrupt (a short read: the file is cut short) is decoded
-    whenever its GOP is, for FFmpeg to judge. Every pending time is looked at, not only the
-    next one: frames come out of the decoder some packets late (B-frame reordering, and more
-    with frame threads), so the next one may already lie behind the packets being fed."""
+    """The decoder's skip_frame for one video packet: "NONREF" for a non-key packet whose time is
+    known and lies, for every sample time in ``wanted[lo:]`` (s, sorted), outside half a frame
+    before it to ``NEAR_FRAMES`` frames after it: the decoder then drops the frame if no other frame
+    refers to it (in a typical H.264 stream two in three) and still decodes it if one does. Else
+    "DEFAULT": so the first frame at or after a sample time is always decoded, the samples are the
+    very frames of a full decode at a fraction of its cost on long GOPs
+    (docs/benchmarks.md#design-choices-measured), and a packet the demuxer flags corrupt (a short
+    read: the file is cut short) is decoded whenever its GOP is, for FFmpeg to judge. Every pending
+    time is looked at, not only the next one: frames come out of the decoder some packets late
+    (B-frame reordering, and more with frame threads), so the next one may already lie behind the
+    packets being fed."""
     if packet.is_keyframe or packet.is_corrupt or packet.pts is None:
         return "DEFAULT"
     t = float(packet.pts * packet.time_base) - start
@@ -505,8 +509,9 @@ def _key_spacing(duration: float, sampling: SamplingConfig) -> float:
     """Least time (s) between two kept keyframes: a run of dense keyframes (scene cuts, a
     short GOP) is sampled about once per ``max_gap_s / 2`` in a long clip, and at least
     4 * ``min_frames`` times over a short one; never more than 2 * ``max_frames`` times (the
-    samples are thinned to ``max_frames`` at the end anyway). A 60 s clip with 42 keyframes
-    keeps 32 (was 40: SSCD time is most of a check), a 7 s clip is sampled as before."""
+    samples are thinned to ``max_frames`` at the end anyway). SSCD time is most of a check, so
+    dense keyframes of a long clip are thinned; a short clip keeps its keyframes (figures:
+    docs/benchmarks.md#design-choices-measured)."""
     dense = min(0.5 * sampling.max_gap_s, duration / (4 * max(sampling.min_frames, 1)))
     return max(duration / (2 * max(sampling.max_frames, 1)), dense)
 
@@ -514,7 +519,7 @@ def _key_spacing(duration: float, sampling: SamplingConfig) -> float:
 def _spaced(keyframes: list[float], spacing: float) -> list[bool]:
     """Which keyframes (times s, sorted) the sampler keeps: each at least ``spacing`` s after
     the last kept one (the frame loop's own rule, planned from the index so that the others are
-    not even decoded: 60 s clip, 10 of 42 keyframes)."""
+    not even decoded)."""
     kept, next_key = [], -math.inf
     for k in keyframes:
         kept.append(k >= next_key)
@@ -524,7 +529,8 @@ def _spaced(keyframes: list[float], spacing: float) -> list[bool]:
 
 
 #: Input samples (per channel) gathered before one resampler call: resampling per AAC frame
-#: (1024 samples) costs twice as much as in these chunks (60 s clip: 121 vs 60 ms), same output.
+#: (1024 samples) gives the same output at a higher cost
+#: (docs/benchmarks.md#design-choices-measured).
 AUDIO_CHUNK = 65_536
 
 
@@ -576,7 +582,8 @@ class _AudioCollector:
 
 def _rgb(frame: av.VideoFrame, size: int) -> np.ndarray:
     """The frame as uint8 [size, size, 3] RGB, upright. swscale's AREA filter averages: right for
-    downscaling, and ~5x cheaper than the default filter (32 vs 199 ms for 42 720p frames)."""
+    downscaling, and much cheaper than the default filter
+    (docs/benchmarks.md#design-choices-measured)."""
     rgb = frame.to_ndarray(width=size, height=size, format="rgb24", interpolation="AREA")
     rotation = getattr(frame, "rotation", 0) or 0
     k = int(round(rotation / 90.0)) % 4

@@ -24,10 +24,18 @@ import numpy as np
 
 from vdup.errors import Unavailable, VdupError
 from vdup.features.preprocess import ModelInputs, assemble, sha256_of
-from vdup.features.types import VideoFeatures
+from vdup.features.types import Thumbnails, VideoFeatures
 from vdup.triton.model_support import parse_error
 
-OUTPUTS = ("TIMESTAMPS", "BOX", "META", "EMBEDDING", "AUDIO_EMBEDDING")
+OUTPUTS = (
+    "TIMESTAMPS",
+    "BOX",
+    "META",
+    "EMBEDDING",
+    "AUDIO_EMBEDDING",
+    "THUMBNAILS",
+    "THUMB_TIMES",
+)
 RETRY_AFTER_S = 5
 #: A call to a server that never answers is cut by gRPC after this long (at least), s.
 HARD_DEADLINE_MIN_S = 600.0
@@ -188,7 +196,8 @@ def features_from_outputs(outputs: dict[str, np.ndarray], sha256: str) -> VideoF
     EMBEDDING float32 [m, 2, 512] (per image: plain, mirrored) becomes the [2m, 512] that
     ``assemble`` expects (the images' descriptors, then their mirrors'). The images never leave
     Triton, so the ``ModelInputs`` carries an empty [m, 0, 0, 3] stand-in: ``assemble`` only
-    counts them.
+    counts them. THUMBNAILS bytes [k] (JPEG files) and THUMB_TIMES float32 [k] s become
+    ``VideoFeatures.thumbnails``.
     """
     pairs = outputs["EMBEDDING"]
     m = pairs.shape[0]
@@ -201,6 +210,10 @@ def features_from_outputs(outputs: dict[str, np.ndarray], sha256: str) -> VideoF
         duration_s=duration_s,
         width=int(round(width)),
         height=int(round(height)),
+        thumbnails=Thumbnails(
+            outputs["THUMB_TIMES"].astype(np.float32, copy=False).reshape(-1),
+            tuple(bytes(j) for j in outputs["THUMBNAILS"].reshape(-1)),
+        ),
     )
     embeddings = np.concatenate([pairs[:, 0], pairs[:, 1]])
     return assemble(inputs, embeddings, outputs["AUDIO_EMBEDDING"], sha256)

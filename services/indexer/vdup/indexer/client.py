@@ -42,6 +42,7 @@ from vdup.indexer.discovery import KubernetesShards, ShardDirectory, StaticShard
 from vdup.indexer.races import settle
 from vdup.indexer.wire import SHARD_HEADER
 from vdup.matching.decide import Candidate, DecisionConfig
+from vdup.matching.explain import Evidence
 
 log = logging.getLogger(__name__)
 
@@ -322,8 +323,15 @@ class ShardedCatalog:
 
     # ---------------------------------------------------------------- writes
 
-    def add(self, record: VideoRecord, features: VideoFeatures | None) -> VideoRecord:
-        """Durably add ``record`` on its owner shard; returns what is stored.
+    def add(
+        self,
+        record: VideoRecord,
+        features: VideoFeatures | None,
+        *,
+        evidence: Evidence | None = None,
+    ) -> VideoRecord:
+        """Durably add ``record`` on its owner shard; returns what is stored. ``evidence`` is
+        not kept: the shards have no review store (docs/architecture.md, "Review").
 
         An original (not a duplicate, with features) is added pending and settled against
         concurrent checks of the same content (``vdup.indexer.races``); if that turns it into a

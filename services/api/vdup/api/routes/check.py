@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from vdup import metrics
 from vdup.api.app import admitted, error_responses, run_check
 from vdup.api.ids import id_from_link, valid_id
-from vdup.api.routes.deps import Authorized, State
+from vdup.api.routes.deps import Checker, State
 from vdup.errors import BadMedia, MediaTooLarge
 from vdup.tracing import tracer
 
-router = APIRouter(tags=["check"], dependencies=[Authorized])
+router = APIRouter(tags=["check"], dependencies=[Checker])
 
 
 class CheckRequest(BaseModel):

@@ -1,0 +1,198 @@
+"""What moderators read and write: evidence kept with each decision, verdicts, the negative list.
+
+Why it lives with the catalog: a verdict changes records (the video and the copies that named
+it), and that change, its audit entry and the negative-list entry must be one transaction with
+the records themselves. The embedded catalog keeps all of it in its SQLite file
+(``vdup.catalog.store``). The sharded catalog has no review store yet: the API answers 501 on
+the review routes there (docs/architecture.md, "Review").
+
+Verdict semantics (``apply_verdict``):
+
+- ``not_duplicate``: the video becomes an original (its own root). The copies that matched it,
+  directly or through each other, within its old group, move with it. The pair (video, old
+  root) joins the negative list, so later copies of this content are not matched to that root.
+- ``duplicate_of`` X: the video, and every copy in its group that descends from it, moves
+  under X's root. Pointing a video at its own group's member that descends from it is refused
+  (409): roots stay flat, a group never contains its own root twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from vdup.catalog.types import VideoRecord
+from vdup.features.types import Thumbnails
+from vdup.matching.explain import Evidence
+
+VerdictKind = Literal["not_duplicate", "duplicate_of"]
+Side = Literal["query", "match"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A moderator's ruling on ``video_id``; ``of`` is required for ``duplicate_of``;
+    who: the key's name (never the key); note: free text, at most 2 000 characters."""
+
+    video_id: str
+    verdict: VerdictKind
+    of: str = ""
+    note: str = ""
+    who: str = "anonymous"
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One verdict as the audit log keeps it: at (Unix s), the records before and after, and
+    every other video the verdict re-pointed (ids)."""
+
+    seq: int
+    at: float
+    who: str
+    video_id: str
+    verdict: VerdictKind
+    of: str
+    note: str
+    before: dict
+    after: dict
+    changed: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "who": self.who,
+            "video_id": self.video_id,
+            "verdict": self.verdict,
+            "of": self.of,
+            "note": self.note,
+            "before": self.before,
+            "after": self.after,
+            "changed": list(self.changed),
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a verdict did: the record after it, the other videos it re-pointed, its entry."""
+
+    record: VideoRecord
+    changed: tuple[str, ...]
+    entry: AuditEntry
+
+
+@dataclass(frozen=True)
+class StoredEvidence:
+    """Evidence as stored: the JSON document of ``Evidence.document()``, which pairs still have
+    their thumbnails (query, match per pair; a match side is dropped when that video is
+    deleted), and the verdicts on this video, oldest first."""
+
+    video_id: str
+    document: dict
+    has_query: tuple[bool, ...]
+    has_match: tuple[bool, ...]
+    verdicts: tuple[AuditEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class QueueQuery:
+    """Filters of the review queue: path '' = any; scores inclusive; status 'open' = duplicates
+    without a verdict, 'all' = every duplicate and every video with a verdict; sort 'newest' (then lowest score) or 'score' (lowest first, then newest)."""
+
+    limit: int = 50
+    path: str = ""
+    min_score: float = 0.0
+    max_score: float = 1.0
+    status: Literal["open", "all"] = "open"
+    sort: Literal["newest", "score"] = "newest"
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    record: VideoRecord
+    query_segment_s: tuple[float, float] | None
+    match_segment_s: tuple[float, float] | None
+    verdict: AuditEntry | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class ReviewStore(Protocol):
+    """The moderators' side of a catalog (implemented by ``LocalCatalog``)."""
+
+    def thumbnails(self, video_id: str) -> Thumbnails: ...
+
+    def evidence(self, video_id: str) -> StoredEvidence | None: ...
+
+    def evidence_image(self, video_id: str, side: Side, index: int) -> bytes | None: ...
+
+    def review_queue(self, query: QueueQuery) -> list[QueueItem]: ...
+
+    def apply_verdict(self, verdict: Verdict) -> Outcome:
+        """Apply ``verdict`` durably, in one transaction. Raises NotFound for an unknown video
+        or ``of``, Conflict for a ruling that cannot hold (see the module docstring)."""
+        ...
+
+    def audit(self, limit: int = 100, video_id: str = "") -> list[AuditEntry]: ...
+
+    def negatives(self, video_ids: list[str]) -> dict[str, frozenset[str]]:
+        """For each of ``video_ids`` on the negative list, the roots it is not a copy of."""
+        ...
+
+
+#: Columns of ``labels``: the Yappy manifest's, which ``vdup calibrate`` and ``vdup eval`` read.
+LABEL_COLUMNS = ("created", "uuid", "link", "is_duplicate", "duplicate_for", "kind")
+
+
+def labels(entries: list[AuditEntry], record_of: Callable[[str], VideoRecord | None]) -> list[dict]:
+    """The verdicts as labelled manifest rows, for refitting the decision on moderators' work.
+
+    entries: audit entries (any order; the newest per video rules); record_of: the catalog's
+    current record of an id. Rows: each ruled video with its label after the verdict (kind
+    'verdict:<verdict>'), and each root it was or is under (kind 'verdict:root', the root's own
+    current label), so a replay in ``created`` order meets the originals first. link is the
+    record's ``source`` (the link or file name it was checked from). Videos deleted since are
+    left out.
+    """
+    latest: dict[str, AuditEntry] = {}
+    for e in sorted(entries, key=lambda e: e.seq):
+        latest[e.video_id] = e
+    rows: dict[str, dict] = {}
+    roots: set[str] = set()
+    for vid, e in latest.items():
+        rec = record_of(vid)
+        if rec is None:
+            continue
+        rows[vid] = _label(rec, f"verdict:{e.verdict}")
+        roots.update(r for r in (e.before.get("root_id", ""), rec.root_id) if r and r != vid)
+    for root in sorted(roots - rows.keys()):
+        rec = record_of(root)
+        if rec is not None:
+            rows[root] = _label(rec, "verdict:root")
+    return sorted(rows.values(), key=lambda r: (r["created"], r["uuid"]))
+
+
+def _label(rec: VideoRecord, kind: str) -> dict:
+    created = datetime.fromtimestamp(rec.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return {
+        "created": created,
+        "uuid": rec.video_id,
+        "link": rec.source,
+        "is_duplicate": str(rec.is_duplicate),
+        "duplicate_for": rec.duplicate_for,
+        "kind": kind,
+    }
+
+
+__all__ = [
+    "AuditEntry",
+    "Evidence",
+    "labels",
+    "Outcome",
+    "QueueItem",
+    "QueueQuery",
+    "ReviewStore",
+    "StoredEvidence",
+    "Verdict",
+]
