@@ -86,6 +86,8 @@ NOT_IN_CORE = {
     "prometheus_client",
     "opentelemetry",
     "sklearn",
+    "psycopg",
+    "psycopg_pool",
 }
 
 

@@ -62,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=_eval)
 
+    p = sub.add_parser("db", help="The PostgreSQL catalog truth (VDUP_DATABASE_URL).")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    du = dsub.add_parser("upgrade", help="Apply the schema migrations it lacks (idempotent).")
+    du.set_defaults(func=_db_upgrade)
+    dv = dsub.add_parser("version", help="Print the schema version.")
+    dv.set_defaults(func=_db_version)
+
     p = sub.add_parser("review", help="Moderators' verdicts in the embedded catalog.")
     rsub = p.add_subparsers(dest="review_command", required=True)
     rx = rsub.add_parser(
@@ -103,6 +110,40 @@ def _plugin(module: str):
         return int(mod.run(args) or 0)
 
     return run
+
+
+def _truth(args: argparse.Namespace):
+    from vdup.indexer.truth import Truth
+
+    settings = _settings(args)
+    if not settings.database_url:
+        print("vdup: set VDUP_DATABASE_URL to the catalog database", file=sys.stderr)
+        return None
+    return Truth(settings.database_url, pool_size=1)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    truth = _truth(args)
+    if truth is None:
+        return 2
+    try:
+        before = truth.version()
+        after = truth.upgrade()
+    finally:
+        truth.close()
+    print(json.dumps({"schema_version": after, "was": before}))
+    return 0
+
+
+def _db_version(args: argparse.Namespace) -> int:
+    truth = _truth(args)
+    if truth is None:
+        return 2
+    try:
+        print(json.dumps({"schema_version": truth.version()}))
+    finally:
+        truth.close()
+    return 0
 
 
 def _review_export(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Builds the checker's parts from settings: the one place that picks implementations.
 
 In process or Triton for extraction (``VDUP_TRITON_URL``); a local catalog or indexer shards for
-search (``VDUP_INDEXER_URLS`` / ``VDUP_INDEXER_DISCOVERY``).
+search (``VDUP_INDEXER_URLS`` / ``VDUP_INDEXER_DISCOVERY``), over the PostgreSQL truth when
+``VDUP_DATABASE_URL`` is set (shard replicas).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def build_extractor(settings: Settings) -> Extractor:
 
 
 def build_catalog(settings: Settings) -> Catalog:
+    if settings.database_url:
+        from vdup.indexer.replicated import ReplicatedCatalog
+
+        catalog = ReplicatedCatalog.from_settings(settings)
+        catalog.truth.upgrade()
+        return catalog
     if settings.indexer_urls or settings.indexer_discovery:
         from vdup.indexer.client import ShardedCatalog
 

@@ -132,7 +132,15 @@ class Settings(BaseSettings):
         "not searched (1 = search all).",
     )
     indexer_urls: CommaList = Field(
-        default_factory=list, description="Indexer shard base URLs; empty = local index."
+        default_factory=list,
+        description="Indexer shard base URLs, in shard order; empty = local index. With "
+        "database_url, each entry is one shard's replica URLs joined by '|'.",
+    )
+    database_url: str = Field(
+        "",
+        description="The platform's catalog truth, PostgreSQL (postgresql://...). With "
+        "indexer_urls: writes and record reads go here, searches to the shard replicas that "
+        "tail it; its schema is upgraded at start-up. Empty: the shards own their data.",
     )
     indexer_timeout_s: float = Field(10.0, gt=0, description="Deadline of one shard call, s.")
     indexer_discovery: str = Field(

@@ -56,7 +56,7 @@ from vdup.catalog.review import (
     StoredEvidence,
     Verdict,
 )
-from vdup.catalog.store import CatalogCorrupt, SqliteStore
+from vdup.catalog.store import CatalogCorrupt, SqliteStore, TruthChange
 from vdup.catalog.types import StoredRows, VideoRecord
 from vdup.features.types import INDEX_MAX_SIM, QUERY_MAX_SIM, Thumbnails, VideoFeatures
 from vdup.matching.decide import Candidate
@@ -422,6 +422,29 @@ class LocalCatalog:
                 remove_rows(self.index, rows)
                 self._rows_since_snapshot += 1
             return rows is not None
+
+    # ---------------------------------------------------------------- a view of the truth
+
+    @property
+    def truth_seq(self) -> int:
+        """The last change of the platform's truth this catalog has applied (a replica's view;
+        0 for an embedded catalog, which is its own truth)."""
+        with self._lock:
+            return self._store.truth_seq()
+
+    def apply_truth(self, changes: builtins.list[TruthChange], truth_seq: int) -> None:
+        """Apply the truth's ``changes`` (in order) and mark ``truth_seq`` applied: one SQLite
+        transaction, then the FAISS index follows (``vdup.indexer.replica``)."""
+        with self._lock:
+            ids, vecs, removed = self._store.apply(changes, truth_seq, self.index_max_sim)
+            if removed:
+                remove_rows(self.index, removed)
+            if len(ids):
+                self.index.add_with_ids(vecs, ids)
+            self._rows_since_snapshot += len(ids) + (1 if removed else 0)
+            due = self.snapshot_every and self._rows_since_snapshot >= self.snapshot_every
+        if due:
+            self.snapshot()
 
     # ---------------------------------------------------------------- review
 

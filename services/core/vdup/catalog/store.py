@@ -26,6 +26,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,17 @@ CREATE TABLE IF NOT EXISTS negatives (
 """
 
 _SQL_VARS = 900  # ids per IN (...) query, under SQLite's default variable limit
+
+
+@dataclass(frozen=True)
+class TruthChange:
+    """One change of the platform's truth, as a view applies it: op 'add' (record and rows),
+    'update' (the record's decision fields) or 'delete' (the id alone)."""
+
+    op: str
+    video_id: str
+    record: VideoRecord | None = None
+    rows: StoredRows | None = None
 
 
 class CatalogCorrupt(RuntimeError):
@@ -354,27 +366,75 @@ class SqliteStore:
         """Delete a video with everything stored about it (rows, audio, thumbnails, evidence,
         and its frames in other videos' evidence); returns its indexed row ids (now on the
         deletions list), None when unknown. Verdicts stay: they are the audit log."""
+        out: list[list[int] | None] = [None]
+
+        def body() -> None:
+            out[0] = self._delete(video_id)
+
+        self._transaction(body, "delete the video")
+        return out[0]
+
+    def _delete(self, video_id: str) -> list[int] | None:
         rows = [
             int(r[0])
             for r in self.db.execute(
                 "SELECT row_id FROM rows WHERE video_id=? AND indexed=1", (video_id,)
             )
         ]
-        found = [False]
+        found = self.db.execute("DELETE FROM videos WHERE video_id=?", (video_id,)).rowcount > 0
+        for table in ("rows", "audio", "pending", "thumbnails", "evidence", "negatives"):
+            self.db.execute(f"DELETE FROM {table} WHERE video_id=?", (video_id,))
+        self.db.execute(
+            "DELETE FROM evidence_thumbs WHERE video_id=? OR matched_video=?",
+            (video_id, video_id),
+        )
+        self.db.executemany("INSERT INTO deletions (row_id) VALUES (?)", [(r,) for r in rows])
+        return rows if found else None
+
+    # ---------------------------------------------------------------- a view of the truth
+
+    def truth_seq(self) -> int:
+        """The last change of the platform's truth applied here (0: none; an embedded catalog
+        is its own truth and stays at 0)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='truth_seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(
+        self, changes: list[TruthChange], truth_seq: int, index_max_sim: float
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Apply changes of the truth, in order, and record ``truth_seq`` as applied, in ONE
+        transaction (a crash applies all of them or none, so none is applied twice).
+
+        Returns (row ids int64 [r] and float32 [r, 512] to add to FAISS, row ids to remove).
+        An add of a video already here replaces it (the truth is right by definition).
+        """
+        new_ids: list[np.ndarray] = []
+        new_vecs: list[np.ndarray] = []
+        removed: list[int] = []
 
         def body() -> None:
-            q = "DELETE FROM videos WHERE video_id=?"
-            found[0] = self.db.execute(q, (video_id,)).rowcount > 0
-            for table in ("rows", "audio", "pending", "thumbnails", "evidence", "negatives"):
-                self.db.execute(f"DELETE FROM {table} WHERE video_id=?", (video_id,))
+            for change in changes:
+                if change.op == "delete":
+                    removed.extend(self._delete(change.video_id) or [])
+                elif change.op == "update":
+                    assert change.record is not None
+                    self._set_decision(change.record)
+                else:
+                    assert change.record is not None
+                    removed.extend(self._delete(change.video_id) or [])
+                    self._insert_record(change.record, pending=False)
+                    if change.rows is not None:
+                        ids, vecs = self._insert_rows(change.video_id, change.rows, index_max_sim)
+                        new_ids.append(ids)
+                        new_vecs.append(vecs)
             self.db.execute(
-                "DELETE FROM evidence_thumbs WHERE video_id=? OR matched_video=?",
-                (video_id, video_id),
+                "INSERT OR REPLACE INTO meta VALUES ('truth_seq', ?)", (str(int(truth_seq)),)
             )
-            self.db.executemany("INSERT INTO deletions (row_id) VALUES (?)", [(r,) for r in rows])
 
-        self._transaction(body, "delete the video")
-        return rows if found[0] else None
+        self._transaction(body, "apply the truth's changes")
+        if not new_ids:
+            return np.zeros(0, np.int64), np.zeros((0, DIM), np.float32), removed
+        return np.concatenate(new_ids), np.concatenate(new_vecs), removed
 
     # ---------------------------------------------------------------- review
 

@@ -6,10 +6,12 @@ the same failure modes as pods: a shard killed with -9, a shard that is slow to 
 SIGTERM that snapshots. ``LocalStack`` is the reusable piece (a context manager); ``run`` is the
 CLI around it.
 
-Order: Triton (optional, ``vdup.devstack.triton.TritonServer``), the N indexer shards (started
-together, each ``vdup indexer`` on ``shard_port + i`` with ``<data>/shard-<i>``), then the API
-(``vdup serve``) with ``VDUP_INDEXER_URLS`` and ``VDUP_TRITON_URL`` set. Each is waited for on its
-readiness endpoint. Stopping runs in reverse: SIGTERM, then SIGKILL after a grace period.
+Order: PostgreSQL (optional, ``vdup.devstack.postgres.PostgresServer`` over ``<data>/postgres``;
+its URL goes to every later part as ``VDUP_DATABASE_URL``), Triton (optional,
+``vdup.devstack.triton.TritonServer``), the N indexer shards (started together, each
+``vdup indexer`` on ``shard_port + i`` with ``<data>/shard-<i>``), then the API (``vdup serve``)
+with ``VDUP_INDEXER_URLS`` and ``VDUP_TRITON_URL`` set. Each is waited for on its readiness
+endpoint. Stopping runs in reverse: SIGTERM, then SIGKILL after a grace period; PostgreSQL last.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import httpx
 from vdup.devstack.process import Child
 
 if TYPE_CHECKING:
+    from vdup.devstack.postgres import PostgresServer
     from vdup.devstack.triton import TritonServer
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,7 @@ def shard_process(
     log_path: Path | None = None,
     env: dict | None = None,
     grace_s: float = 120.0,
+    name: str | None = None,
 ) -> ServiceProcess:
     """``vdup indexer`` for shard ``i`` (shard id ``shard-<i>``). ``grace_s``: time its SIGTERM
     gets for the final snapshot (its time grows with the index; figures:
@@ -113,7 +117,7 @@ def shard_process(
     if index_factory:
         argv += ["--index-factory", index_factory]
     return ServiceProcess(
-        f"shard-{i}",
+        name or f"shard-{i}",
         argv,
         f"http://{host}:{port}/readyz",
         env=env,
@@ -130,7 +134,9 @@ class LocalStack:
     ``api=False`` starts only the shards (tests of the shard tier); ``shard_ports`` overrides
     the ports ``shard_port + i`` (tests pick free ones). Logs go to
     ``<data_root>/logs/<part>.log`` unless ``log_dir`` says otherwise, or to the terminal when
-    ``inherit_output`` is set (``vdup up``).
+    ``inherit_output`` is set (``vdup up``). ``postgres=True`` first starts a PostgreSQL server
+    over ``<data_root>/postgres`` on ``postgres_port`` (0: a free one) and passes its URL to
+    the shards and the API as ``VDUP_DATABASE_URL``.
     """
 
     def __init__(
@@ -151,8 +157,16 @@ class LocalStack:
         api_env: dict | None = None,
         ready_timeout_s: float = 120.0,
         shard_ports: list[int] | None = None,
+        postgres: bool = False,
+        postgres_port: int = 0,
+        replicas: int = 1,
     ) -> None:
         self.host = host
+        if replicas > 1:
+            postgres = True  # replicas are views of the PostgreSQL truth
+        self.replicas = max(1, replicas)
+        self.postgres_enabled, self.postgres_port = postgres, postgres_port
+        self.postgres: PostgresServer | None = None
         self.data_root = Path(data_root)
         self.log_dir = None if inherit_output else Path(log_dir or self.data_root / "logs")
         self.ready_timeout_s = ready_timeout_s
@@ -160,21 +174,30 @@ class LocalStack:
         self.triton_repository = Path(triton_repository)
         self.triton_grpc_port = triton_grpc_port
         self.triton: TritonServer | None = None
-        ports = shard_ports or [shard_port + i for i in range(shards)]
+        count = shards * self.replicas
+        ports = shard_ports or [shard_port + j for j in range(count)]
+        names = [
+            f"shard-{i}" + (f"-r{r}" if postgres else "")
+            for i in range(shards)
+            for r in range(self.replicas)
+        ]
+        self.shard_count = shards
         self.shards = [
             shard_process(
-                i,
-                ports[i],
-                self.data_root / f"shard-{i}",
+                j // self.replicas,
+                ports[j],
+                self.data_root / names[j],
                 host,
                 index_factory,
-                self._log(f"shard-{i}"),
+                self._log(names[j]),
+                env={"VDUP_INDEXER_SHARDS": str(shards)} if postgres else None,
+                name=names[j],
             )
-            for i in range(shards)
+            for j in range(count)
         ]
         self.api = None
         if api:
-            env = {"VDUP_INDEXER_URLS": ",".join(self.shard_urls), **(api_env or {})}
+            env = {"VDUP_INDEXER_URLS": ",".join(self.shard_entries), **(api_env or {})}
             self.api = ServiceProcess(
                 "api",
                 [
@@ -196,7 +219,14 @@ class LocalStack:
 
     @property
     def shard_urls(self) -> list[str]:
+        """Every shard process's URL (replica r of shard i at i * replicas + r)."""
         return [p.ready_url.removesuffix("/readyz") for p in self.shards]
+
+    @property
+    def shard_entries(self) -> list[str]:
+        """``VDUP_INDEXER_URLS`` entries: per shard, its replicas' URLs joined by '|'."""
+        urls, r = self.shard_urls, self.replicas
+        return ["|".join(urls[i * r : (i + 1) * r]) for i in range(self.shard_count)]
 
     @property
     def api_url(self) -> str | None:
@@ -208,6 +238,8 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         try:
+            if self.postgres_enabled:
+                self._start_postgres()
             if self.triton_enabled:
                 self._start_triton()
             for p in self.shards:
@@ -223,6 +255,24 @@ class LocalStack:
             self.stop()
             raise
         return self
+
+    def _start_postgres(self) -> None:
+        from vdup.devstack.postgres import PostgresServer
+
+        self.postgres = PostgresServer(self.data_root / "postgres", port=self.postgres_port)
+        try:
+            self.postgres.start()
+        except RuntimeError as exc:
+            raise StartError(f"postgres: {exc}") from None
+        from vdup.indexer.truth import Truth
+
+        truth = Truth(self.postgres.url, pool_size=1)
+        try:
+            truth.upgrade()  # before the replicas tail its change log
+        finally:
+            truth.close()
+        for p in [*self.shards, *([self.api] if self.api else [])]:
+            p.extra_env["VDUP_DATABASE_URL"] = self.postgres.url
 
     def _start_triton(self) -> None:
         try:
@@ -245,13 +295,16 @@ class LocalStack:
             raise StartError(f"triton: {exc}") from None
 
     def stop(self) -> None:
-        """API first (it stops sending), then the shards (each snapshots), then Triton."""
+        """API first (it stops sending), then the shards (each snapshots), then Triton, then
+        PostgreSQL."""
         if self.api is not None:
             self.api.stop()
         for p in self.shards:
             p.stop()
         if self.triton is not None:
             self.triton.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
 
     def failed(self) -> list[str]:
         """Names of parts that have exited."""
@@ -263,6 +316,8 @@ class LocalStack:
             and self.triton.process.poll() is not None
         ):
             out.append("triton")
+        if self.postgres is not None and not self.postgres.running():
+            out.append("postgres")
         return out
 
     def __enter__(self) -> LocalStack:
@@ -310,6 +365,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="write each part's log to <dir>/<part>.log (default: <data>/logs)",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="replicas of each shard (default 1); more than 1 implies --postgres",
+    )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also run a local PostgreSQL over <data>/postgres (its log in there) and give "
+        "every part its URL as VDUP_DATABASE_URL",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -325,6 +392,8 @@ def run(args: argparse.Namespace) -> int:
         triton_grpc_port=args.triton_grpc_port,
         index_factory=args.index_factory,
         log_dir=args.logs,
+        postgres=args.postgres,
+        replicas=args.replicas,
     )
     stopping = False
 
@@ -336,11 +405,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         stack.start()
         lines = ["vdup is up:"]
+        if stack.postgres is not None:
+            lines.append(
+                f"  postgres pid {stack.postgres.pid}  {stack.postgres.url}   "
+                f"data {stack.postgres.root}"
+            )
         if stack.triton is not None:
             lines.append(f"  triton   grpc {stack.triton_url}")
         for p, url in zip(stack.shards, stack.shard_urls):
-            lines.append(f"  {p.name:<8} {url}   data {stack.data_root / p.name}")
-        lines.append(f"  api      {stack.api_url}   (docs {stack.api_url}/docs)")
+            role = "replica" if stack.postgres is not None else "shard"
+            lines.append(
+                f"  {p.name:<11} {role:<7} pid {p.pid}  {url}   data {stack.data_root / p.name}"
+            )
+        if stack.api is not None:
+            lines.append(
+                f"  api         api     pid {stack.api.pid}  {stack.api_url}   "
+                f"(docs {stack.api_url}/docs, review {stack.api_url}/review)"
+            )
         if stack.log_dir:
             lines.append(f"  logs     {stack.log_dir}/")
         lines.append("Ctrl-C stops everything.")

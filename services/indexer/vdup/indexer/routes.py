@@ -22,17 +22,36 @@ from vdup import metrics
 from vdup.catalog.local import LocalCatalog
 from vdup.features.types import DIM
 from vdup.indexer import wire
+from vdup.indexer.replica import Replica
 from vdup.indexer.settings import ShardSettings
 
 router = APIRouter()
 
 
+#: A search's header naming the change of the truth it needs applied (read your writes).
+MIN_SEQ_HEADER = "X-Vdup-Min-Seq"
+#: The answer's header with the change this replica has applied.
+APPLIED_HEADER = "X-Vdup-Applied-Seq"
+
+
 @dataclass
 class ShardState:
+    """replica: set when the shard is a view of the truth (``vdup.indexer.replica``); then it
+    takes no writes, and is ready only once caught up."""
+
     settings: ShardSettings
     catalog: LocalCatalog
     ready: bool = True
     stop: threading.Event = field(default_factory=threading.Event)
+    replica: Replica | None = None
+
+    @property
+    def serving(self) -> bool:
+        return self.ready and (self.replica is None or self.replica.ready)
+
+
+class ReadOnly(Exception):
+    """A write sent to a replica: the truth takes writes."""
 
 
 class BadRequest(ValueError):
@@ -63,6 +82,24 @@ async def search(request: Request) -> Response:
         query, k, max_candidates = wire.decode_search(await _body(request, _max_body(request)))
     except wire.WireError as exc:
         raise BadRequest(str(exc)) from None
+    state = _state(request)
+    headers = {}
+    if state.replica is not None:
+        need = _min_seq(request)
+        if need > state.replica.applied:
+            wait = state.settings.min_seq_wait_s
+            if not await asyncio.to_thread(state.replica.wait_for, need, wait):
+                return JSONResponse(
+                    {
+                        "error": "behind",
+                        "detail": f"applied change {state.replica.applied}, the search needs "
+                        f"{need}; ask another replica",
+                        "applied": state.replica.applied,
+                    },
+                    409,
+                    headers={APPLIED_HEADER: str(state.replica.applied)},
+                )
+        headers[APPLIED_HEADER] = str(state.replica.applied)
     t0 = time.perf_counter()
     cands = await asyncio.to_thread(
         _catalog(request).search_vectors, query, True, k, max_candidates
@@ -72,11 +109,25 @@ async def search(request: Request) -> Response:
         {"vdup.query_rows": int(query.shape[0]), "vdup.candidates": len(cands)}
     )
     body = await asyncio.to_thread(wire.encode_candidates, cands)
-    return Response(body, media_type=wire.MEDIA_TYPE)
+    return Response(body, media_type=wire.MEDIA_TYPE, headers=headers)
+
+
+def _min_seq(request: Request) -> int:
+    raw = request.headers.get(MIN_SEQ_HEADER, "0")
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise BadRequest(f"{MIN_SEQ_HEADER} must be an integer, got {raw[:40]!r}") from None
+
+
+def _writable(request: Request) -> None:
+    if _state(request).replica is not None:
+        raise ReadOnly()
 
 
 @router.post("/v1/videos", status_code=201, summary="Add one video; 201 once it is durable.")
 async def add(request: Request) -> JSONResponse:
+    _writable(request)
     try:
         record, rows, pending = wire.decode_add(await _body(request, _max_body(request)))
     except (wire.WireError, ValueError) as exc:
@@ -100,6 +151,7 @@ async def add(request: Request) -> JSONResponse:
 
 @router.post("/v1/resolve", summary="Settle a pending video (compare-and-set on 'pending').")
 async def resolve(request: Request) -> JSONResponse:
+    _writable(request)
     try:
         record = wire.record_from_dict(json.loads(await _body(request, 1 << 20)).get("record"))
     except (ValueError, AttributeError) as exc:
@@ -152,6 +204,7 @@ async def list_videos(
 
 @router.delete("/v1/videos/{video_id:path}", status_code=204)
 async def delete_video(video_id: str, request: Request) -> Response:
+    _writable(request)
     if not await asyncio.to_thread(_catalog(request).delete, video_id):
         return JSONResponse({"error": "not_found", "detail": f"no video {video_id!r}"}, 404)
     return Response(status_code=204)
@@ -177,9 +230,15 @@ async def healthz() -> dict:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     state = getattr(request.app.state, "shard", None)
-    if state is None or not state.ready:
-        return JSONResponse({"status": "unavailable"}, 503)
-    return JSONResponse({"status": "ready", "shard": state.settings.shard_id})
+    if state is None or not state.serving:
+        body: dict = {"status": "unavailable"}
+        if state is not None and state.replica is not None:
+            body |= {"applied": state.replica.applied, "catching_up": True}
+        return JSONResponse(body, 503)
+    body = {"status": "ready", "shard": state.settings.shard_id}
+    if state.replica is not None:
+        body["applied"] = state.replica.applied
+    return JSONResponse(body)
 
 
 @router.get("/metrics", include_in_schema=False)

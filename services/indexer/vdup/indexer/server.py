@@ -51,8 +51,10 @@ from opentelemetry import trace
 from vdup import metrics
 from vdup.catalog.local import CatalogCorrupt, LocalCatalog
 from vdup.errors import StorageError
-from vdup.indexer.routes import BadRequest, ShardState, router
+from vdup.indexer.replica import Replica
+from vdup.indexer.routes import BadRequest, ReadOnly, ShardState, router
 from vdup.indexer.settings import ShardSettings
+from vdup.indexer.truth import Truth
 from vdup.indexer.wire import SHARD_HEADER
 from vdup.tracing import server_span
 
@@ -127,8 +129,10 @@ def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> 
             cat, lock = await asyncio.to_thread(open_shard, settings)
         else:
             cat = catalog
-        state = ShardState(settings, cat)
+        state = ShardState(settings, cat, replica=_replica(settings, cat))
         app.state.shard = state
+        if state.replica is not None:
+            state.replica.start()  # /readyz answers 503 until it has caught up
         snapshots = threading.Thread(
             target=_snapshot_loop, args=(state,), daemon=True, name=f"snapshots-{sid}"
         )
@@ -139,6 +143,9 @@ def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> 
         finally:
             state.ready = False
             state.stop.set()
+            if state.replica is not None:
+                await asyncio.to_thread(state.replica.stop)
+                state.replica.truth.close()
             snapshots.join(timeout=60)
             t0 = time.perf_counter()
             await asyncio.to_thread(cat.close)
@@ -190,12 +197,33 @@ def create_app(settings: ShardSettings, catalog: LocalCatalog | None = None) -> 
     async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
         return JSONResponse({"error": "bad_request", "detail": str(exc)}, 400)
 
+    @app.exception_handler(ReadOnly)
+    async def read_only(request: Request, exc: ReadOnly) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": "read_only",
+                "detail": "this shard is a replica of the truth; write to the database",
+            },
+            409,
+        )
+
     @app.exception_handler(StorageError)
     async def storage_error(request: Request, exc: StorageError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "detail": exc.message}, exc.status_code)
 
     app.include_router(router)
     return app
+
+
+def _replica(settings: ShardSettings, catalog: LocalCatalog) -> Replica | None:
+    """The replica keeping ``catalog`` in step with the truth; None for a shard that owns its
+    data (no ``database_url``)."""
+    if not settings.database_url:
+        return None
+    if settings.shards < 1:
+        raise ValueError("a replica needs the shard count of the placement: set shards")
+    truth = Truth(settings.database_url)
+    return Replica(truth, catalog, settings.replica_shard(), settings.shards)
 
 
 def _snapshot_loop(state: ShardState) -> None:

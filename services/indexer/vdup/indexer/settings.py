@@ -69,6 +69,23 @@ class ShardSettings(BaseSettings):
         False,
         description="Run SQLite's quick_check at start-up (reads the whole file: ~20 s per GB).",
     )
+    database_url: str = Field(
+        "",
+        validation_alias=AliasChoices("VDUP_INDEXER_DATABASE_URL", "VDUP_DATABASE_URL"),
+        description="The platform's truth (PostgreSQL). Set: this process is a replica, a "
+        "read-only view of shard `shard_index` of `shards` that tails the truth's change log "
+        "(vdup.indexer.replica). Empty: a shard that owns its data and takes writes.",
+    )
+    shard_index: int = Field(
+        -1, ge=-1, description="This replica's shard (-1: the ordinal at the end of shard_id)."
+    )
+    shards: int = Field(0, ge=0, description="Shard count of the placement (replicas only).")
+    min_seq_wait_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a search that needs a later change than this replica has "
+        "applied waits before answering 409 (the caller asks another replica).",
+    )
     max_body_mb: int = Field(64, ge=1, description="Largest request body, MiB.")
     log_level: str = Field("info", description="Python logging level.")
     otlp_endpoint: str = Field(
@@ -76,3 +93,12 @@ class ShardSettings(BaseSettings):
         validation_alias=AliasChoices("VDUP_INDEXER_OTLP_ENDPOINT", "VDUP_OTLP_ENDPOINT"),
         description="OTLP gRPC endpoint for traces; empty = none.",
     )
+
+    def replica_shard(self) -> int:
+        """The shard this replica serves: ``shard_index``, else the ordinal ending shard_id."""
+        if self.shard_index >= 0:
+            return self.shard_index
+        tail = self.shard_id.rsplit("-", 1)[-1]
+        if not tail.isdigit():
+            raise ValueError(f"shard_id {self.shard_id!r} ends in no ordinal: set shard_index")
+        return int(tail)
