@@ -4,6 +4,7 @@
 #
 #   k8s/cpu-small/   helm/vdup/values-cpu-small.yaml + k8s/plain-values.yaml
 #   k8s/gpu/         helm/vdup/values-gpu.yaml       + k8s/plain-values.yaml
+#   k8s/replicated/  helm/vdup/values-replicated.yaml + k8s/plain-values.yaml
 #
 # Release "vdup", namespace "vdup"; the helm test pod is left out. It also refreshes
 # helm/vdup/files/prometheus-rules.yaml from deploy/prometheus/rules.yaml (the chart can only
@@ -19,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CHART="$ROOT/helm/vdup"
 RELEASE=vdup
 NAMESPACE=vdup
-PROFILES=(cpu-small gpu)
+PROFILES=(cpu-small gpu replicated)
 
 OUT="$ROOT/k8s"
 SYNC_CHART=1

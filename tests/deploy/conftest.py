@@ -30,7 +30,7 @@ NAMESPACE = "vdup"
 #: Kubernetes versions the rendered objects are validated against (kubectl from the tools is 1.33).
 K8S_VERSIONS = ("1.33.0", "1.37.0")
 #: The values files the chart ships; each is linted and rendered.
-VALUES_FILES = ("values.yaml", "values-cpu-small.yaml", "values-gpu.yaml")
+VALUES_FILES = ("values.yaml", "values-cpu-small.yaml", "values-gpu.yaml", "values-replicated.yaml")
 
 ALL_FEATURES = (
     "api.ingress.enabled=true",
@@ -68,7 +68,27 @@ CASES: dict[str, tuple[str, tuple[str, ...]]] = {
             "api.auth.existingSecretKey=keys",
         ),
     ),
+    # The replicated tier: a CloudNativePG Cluster, 2 shards x 2 replicas, EndpointSlice discovery.
+    "replicated": ("values-replicated.yaml", ()),
+    # ... and with a managed database (a Secret with the URL), 3 shards x 3 replicas, static
+    # discovery, soft anti-affinity, the indexer ServiceMonitor over the 3 replica Services.
+    "replicated-managed-static": (
+        "values.yaml",
+        (
+            "database.existingSecret=vdup-postgres",
+            "database.existingSecretKey=url",
+            "indexer.replicas=3",
+            "indexer.replication.replicasPerShard=3",
+            "indexer.replication.antiAffinity=preferred",
+            "indexer.discovery=static",
+            "monitoring.serviceMonitor.enabled=true",
+        ),
+    ),
 }
+
+#: Labels the StatefulSet controller adds to each pod it creates.
+POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 
 
 def tool(name: str) -> Path:
@@ -126,13 +146,30 @@ class Rendered:
         return [o for o in self.objects if o["kind"] in ("Deployment", "StatefulSet")]
 
     def pods(self) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
-        """(owner object, pod metadata, pod spec) for every workload and bare Pod."""
+        """(owner object, pod metadata, pod spec) for every workload, Job and bare Pod."""
         out = [
             (w, w["spec"]["template"]["metadata"], w["spec"]["template"]["spec"])
-            for w in self.workloads()
+            for w in [*self.workloads(), *self.of_kind("Job")]
         ]
         out += [(p, p["metadata"], p["spec"]) for p in self.of_kind("Pod")]
         return out
+
+    def statefulset_pods(self) -> list[tuple[dict[str, Any], int, dict[str, str]]]:
+        """(StatefulSet, ordinal, labels) of every pod the StatefulSets would create: the
+        template's labels plus the pod-name and pod-index labels the controller adds."""
+        return [
+            (
+                sts,
+                i,
+                {
+                    **sts["spec"]["template"]["metadata"]["labels"],
+                    POD_NAME_LABEL: f"{sts['metadata']['name']}-{i}",
+                    POD_INDEX_LABEL: str(i),
+                },
+            )
+            for sts in self.of_kind("StatefulSet")
+            for i in range(sts["spec"]["replicas"])
+        ]
 
 
 _RENDER_CACHE: dict[str, Rendered] = {}

@@ -9,7 +9,7 @@ import pytest
 from .conftest import ROOT, run, tool
 
 K8S = ROOT / "k8s"
-PROFILES = ("cpu-small", "gpu")
+PROFILES = ("cpu-small", "gpu", "replicated")
 
 
 def _tree(root: Path) -> dict[str, str]:

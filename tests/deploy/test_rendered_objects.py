@@ -1,6 +1,8 @@
 """Assertions on the rendered objects: probes, security contexts, volumes, PVC templates, HPA
 targets, selectors against pod labels, Services against pods and ports, NetworkPolicies, RBAC,
-ServiceMonitors, checksum annotations, and the settings that wire the API to its backends."""
+ServiceMonitors, checksum annotations, and the settings that wire the API to its backends.
+The replicated tier's own objects (database, hook Job, per-shard budgets, anti-affinity) are in
+test_replicated.py."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ from typing import Any
 
 import yaml
 
+from vdup.indexer.discovery import replica_services
+
 from .conftest import (
     CHART,
     NAMESPACE,
+    POD_NAME_LABEL,
     Rendered,
     helm_template,
     render_case,
@@ -48,6 +53,20 @@ def _workload(rendered: Rendered, component: str) -> dict[str, Any] | None:
         ),
         None,
     )
+
+
+def _indexer_sets(rendered: Rendered) -> list[dict[str, Any]]:
+    """The indexer StatefulSets: one, or one per replica index (vdup.io/replica) in order."""
+    sets = [
+        w
+        for w in rendered.workloads()
+        if w["spec"]["template"]["metadata"]["labels"].get(COMPONENT) == "indexer"
+    ]
+    return sorted(sets, key=lambda w: int(w["metadata"]["labels"].get("vdup.io/replica", 0)))
+
+
+def _replicated(rendered: Rendered) -> bool:
+    return any("vdup.io/replica" in w["metadata"]["labels"] for w in _indexer_sets(rendered))
 
 
 def _env(container: dict[str, Any]) -> dict[str, Any]:
@@ -235,25 +254,53 @@ def test_api_settings_point_at_rendered_backends(rendered: Rendered) -> None:
         assert not [
             s for s in rendered.of_kind("Service") if s["metadata"]["labels"][COMPONENT] == "triton"
         ]
-    sts = _workload(rendered, "indexer")
-    assert sts is not None
+    sets = _indexer_sets(rendered)
+    assert sets
+    sts = sets[0]
+    assert all(s["spec"]["replicas"] == sts["spec"]["replicas"] for s in sets)
     if data.get("VDUP_INDEXER_DISCOVERY") == "kubernetes":
-        headless = rendered.get("Service", data["VDUP_INDEXER_SERVICE"])
-        assert headless is not None, data["VDUP_INDEXER_SERVICE"]
-        assert headless["spec"]["clusterIP"] == "None"
+        # The Services the API will read, as the API itself derives them from its settings.
+        if _replicated(rendered):
+            services = replica_services(
+                data["VDUP_INDEXER_SERVICE"], int(data["VDUP_INDEXER_REPLICAS"])
+            )
+        else:
+            assert "VDUP_INDEXER_REPLICAS" not in data
+            services = [data["VDUP_INDEXER_SERVICE"]]
+        assert services == [s["spec"]["serviceName"] for s in sets]
+        for name, owner in zip(services, sets, strict=True):
+            headless = rendered.get("Service", name)
+            assert headless is not None, name
+            assert headless["spec"]["clusterIP"] == "None"
+            assert int(data["VDUP_INDEXER_PORT"]) in [p["port"] for p in headless["spec"]["ports"]]
+            selected = [
+                w
+                for w in sets
+                if selector_matches(
+                    {"matchLabels": headless["spec"]["selector"]},
+                    w["spec"]["template"]["metadata"]["labels"],
+                )
+            ]
+            assert selected == [owner], (
+                f"{name} selects {[w['metadata']['name'] for w in selected]}"
+            )
         assert data["VDUP_INDEXER_NAMESPACE"] == NAMESPACE
-        assert int(data["VDUP_INDEXER_PORT"]) in [p["port"] for p in headless["spec"]["ports"]]
         assert "VDUP_INDEXER_URLS" not in data
         # The least shard count the API accepts: with it, a pod starting while a shard pod is
-        # recreated answers 503 instead of placing videos on fewer shards.
+        # recreated answers 503 instead of placing videos on fewer shards. With replicas: the
+        # shard count of the placement.
         assert data["VDUP_INDEXER_SHARDS"] == str(sts["spec"]["replicas"])
     else:
-        urls = data["VDUP_INDEXER_URLS"].split(",")
-        assert len(urls) == sts["spec"]["replicas"]
-        for i, url in enumerate(urls):
-            assert url.startswith(
-                f"http://{sts['metadata']['name']}-{i}.{sts['spec']['serviceName']}.{NAMESPACE}.svc:"
-            )
+        entries = data["VDUP_INDEXER_URLS"].split(",")
+        assert len(entries) == sts["spec"]["replicas"]
+        for i, entry in enumerate(entries):
+            urls = entry.split("|")  # a shard's replicas (StaticReplicas)
+            assert len(urls) == len(sets)
+            for url, owner in zip(urls, sets, strict=True):
+                assert url.startswith(
+                    f"http://{owner['metadata']['name']}-{i}."
+                    f"{owner['spec']['serviceName']}.{NAMESPACE}.svc:"
+                ), url
 
 
 def test_api_keys_come_from_a_secret(rendered: Rendered) -> None:
@@ -339,11 +386,22 @@ def test_services_select_pods_and_ports_exist(rendered: Rendered) -> None:
 
 
 def test_pdbs_select_exactly_one_workload(rendered: Rendered) -> None:
+    """Each PDB selects one workload's pods; a replicated tier's per-shard budget selects one
+    shard: the pod of that ordinal in every replica StatefulSet (test_replicated.py)."""
     for pdb in rendered.of_kind("PodDisruptionBudget"):
+        selector = pdb["spec"]["selector"]
+        if any(e["key"] == POD_NAME_LABEL for e in selector.get("matchExpressions", [])):
+            pods = [
+                (sts["metadata"]["name"], i)
+                for sts, i, labels in rendered.statefulset_pods()
+                if selector_matches(selector, labels)
+            ]
+            assert sorted(pods) == sorted(
+                (w["metadata"]["name"], pods[0][1]) for w in _indexer_sets(rendered)
+            ), f"PDB {pdb['metadata']['name']} selects {pods}"
+            continue
         owners = {
-            p[0]["metadata"]["name"]
-            for p in _pods_of(rendered, pdb["spec"]["selector"])
-            if p[0]["kind"] != "Pod"
+            p[0]["metadata"]["name"] for p in _pods_of(rendered, selector) if p[0]["kind"] != "Pod"
         }
         assert len(owners) == 1, f"PDB {pdb['metadata']['name']} selects {owners}"
 
@@ -353,9 +411,13 @@ def test_network_policies(rendered: Rendered) -> None:
     if not policies:
         return
     api_labels = _workload(rendered, "api")["spec"]["template"]["metadata"]["labels"]
+    indexer_labels = _indexer_sets(rendered)[0]["spec"]["template"]["metadata"]["labels"]
     protected = {"triton", "indexer"}
     covered = set()
     for policy in policies:
+        if policy["metadata"]["labels"][COMPONENT] == "database":
+            covered.add("database")  # CloudNativePG's pods: test_replicated.py
+            continue
         targets = _pods_of(rendered, policy["spec"]["podSelector"])
         assert targets, f"NetworkPolicy {policy['metadata']['name']} selects no pods"
         components = {p[1]["labels"][COMPONENT] for p in targets}
@@ -377,7 +439,14 @@ def test_network_policies(rendered: Rendered) -> None:
                 assert rule.get("from"), f"{component}: a rule without 'from' lets everyone in"
                 for peer in rule["from"]:
                     if "podSelector" in peer and "namespaceSelector" not in peer:
-                        assert selector_matches(peer["podSelector"], api_labels), (
+                        # Replicas waiting to stop ask a lower replica's /readyz.
+                        peer_replica = (
+                            component == "indexer"
+                            and _replicated(rendered)
+                            and selector_matches(peer["podSelector"], indexer_labels)
+                            and {p["port"] for p in rule["ports"]} == {"http"}
+                        )
+                        assert peer_replica or selector_matches(peer["podSelector"], api_labels), (
                             f"{component}: in-namespace peer {peer} is not the API"
                         )
                 in_namespace = [p for p in rule["from"] if "namespaceSelector" not in p]
@@ -398,6 +467,8 @@ def test_network_policies(rendered: Rendered) -> None:
                 for r in rules
             )
     expected = {"api", "indexer"} | ({"triton"} if _workload(rendered, "triton") else set())
+    if rendered.of_kind("Cluster"):
+        expected.add("database")
     assert covered == expected
     for pod in rendered.of_kind("Pod"):
         api_policy = next(
@@ -448,7 +519,11 @@ def test_rbac_is_endpointslices_read_only(rendered: Rendered) -> None:
 
 
 def test_indexer_statefulset(rendered: Rendered) -> None:
-    sts = _workload(rendered, "indexer")
+    for sts in _indexer_sets(rendered):
+        _check_indexer_statefulset(rendered, sts)
+
+
+def _check_indexer_statefulset(rendered: Rendered, sts: dict[str, Any]) -> None:
     assert sts["kind"] == "StatefulSet"
     headless = rendered.get("Service", sts["spec"]["serviceName"])
     assert headless is not None and headless["spec"]["clusterIP"] == "None"
@@ -539,9 +614,14 @@ def test_service_monitors_select_services_with_the_port(rendered: Rendered) -> N
             for s in rendered.of_kind("Service")
             if selector_matches(monitor["spec"]["selector"], s["metadata"]["labels"])
         ]
-        assert len(services) == 1, (
-            f"ServiceMonitor {monitor['metadata']['name']} selects {len(services)} Services"
-        )
+        if monitor["metadata"]["labels"][COMPONENT] == "indexer":
+            # Every indexer pod through its headless Service: one, or one per replica index.
+            expected = sorted(s["spec"]["serviceName"] for s in _indexer_sets(rendered))
+            assert sorted(s["metadata"]["name"] for s in services) == expected
+        else:
+            assert len(services) == 1, (
+                f"ServiceMonitor {monitor['metadata']['name']} selects {len(services)} Services"
+            )
         (endpoint,) = monitor["spec"]["endpoints"]
         assert endpoint["port"] in [p["name"] for p in services[0]["spec"]["ports"]]
         component = monitor["metadata"]["labels"][COMPONENT]

@@ -7,35 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from support.shards import Cached
 from vdup.catalog.local import LocalCatalog
 from vdup.checker import DuplicateChecker
 from vdup.evaluate import read_manifest, resolve_link
-from vdup.features.preprocess import sha256_of
 from vdup.indexer.client import ShardedCatalog
 from vdup.matching.decide import DecisionConfig
 
 pytestmark = pytest.mark.slow  # shard processes over the shared benchmark
 
 ROWS = 40
-
-
-class Cached:
-    """Extracts each distinct file once; both catalogs then see identical features."""
-
-    def __init__(self, extractor) -> None:
-        self.extractor, self.seen = extractor, {}
-
-    def extract(self, data: bytes):
-        key = sha256_of(data)
-        if key not in self.seen:
-            self.seen[key] = self.extractor.extract(data)
-        return self.seen[key]
-
-    def ready(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
 
 
 def test_dev_subset_decisions_match_one_catalog(tmp_path, shards, extractor, dev_manifest):

@@ -1,6 +1,7 @@
 """Shard discovery from EndpointSlices, with the kubernetes client's own model objects (no
 cluster): ordered by pod ordinal, stable DNS names, refusal of any list with fewer shards or a
-gap, and growth (N -> M) taken without a restart once the new shards are ready and settled."""
+gap, growth (N -> M) taken without a restart once the new shards are ready and settled, and the
+replicas of each shard gathered from one headless Service per replica index."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import pytest
 from vdup.errors import Unavailable
 from vdup.indexer.discovery import (
     GROWTH_SETTLE_S,
+    KubernetesReplicas,
     KubernetesShards,
     StaticShards,
     endpoints_from_slices,
     ordered_urls,
+    replica_services,
     shard_count,
 )
 
@@ -21,24 +24,31 @@ SVC, NS = "vdup-indexer-headless", "vdup"
 
 
 def endpoint(
-    ordinal: int, ip: str, ready: bool = True, hostname: bool = True, terminating: bool = False
+    ordinal: int,
+    ip: str,
+    ready: bool = True,
+    hostname: bool = True,
+    terminating: bool = False,
+    sts: str = "vdup-indexer",
 ) -> k.V1Endpoint:
-    pod = f"vdup-indexer-{ordinal}"
+    """As the EndpointSlice controller lists a pod of a Service with publishNotReadyAddresses:
+    ``ready`` is always true there; ``serving`` is the pod's Ready condition."""
+    pod = f"{sts}-{ordinal}"
     return k.V1Endpoint(
         addresses=[ip],
         hostname=pod if hostname else None,
-        conditions=k.V1EndpointConditions(ready=ready, serving=ready, terminating=terminating),
+        conditions=k.V1EndpointConditions(ready=True, serving=ready, terminating=terminating),
         target_ref=k.V1ObjectReference(kind="Pod", name=pod, namespace=NS),
     )
 
 
-def eps_slice(*endpoints: k.V1Endpoint, port: int = 8090, family: str = "IPv4"):
+def eps_slice(*endpoints: k.V1Endpoint, port: int = 8090, family: str = "IPv4", svc: str = SVC):
     return k.V1EndpointSlice(
         address_type=family,
         endpoints=list(endpoints),
         ports=[k.DiscoveryV1EndpointPort(name="http", port=port, protocol="TCP")],
         metadata=k.V1ObjectMeta(
-            name=f"{SVC}-abcde", namespace=NS, labels={"kubernetes.io/service-name": SVC}
+            name=f"{svc}-abcde", namespace=NS, labels={"kubernetes.io/service-name": svc}
         ),
     )
 
@@ -65,6 +75,25 @@ def test_addresses_are_used_when_there_is_no_hostname():
         port=1,
     )
     assert [e.url for e in eps] == ["http://10.1.2.3:9000", "http://[fd00::5]:8090"]
+
+
+def test_ready_is_the_pods_ready_condition_not_the_slices_ready_flag():
+    """A headless Service with publishNotReadyAddresses marks every endpoint ready; serving
+    carries the pod's readiness. A cluster without serving falls back to ready."""
+    (loading, up, stopping) = endpoints_from_slices(
+        [eps_slice(endpoint(0, "10.0.0.1", ready=False), endpoint(1, "10.0.0.2"))]
+        + [eps_slice(endpoint(2, "10.0.0.3", terminating=True))],
+        SVC,
+        NS,
+        port=8090,
+    )
+    assert (loading.ready, up.ready, stopping.ready) == (False, True, False)
+    old = k.V1Endpoint(
+        addresses=["10.0.0.4"],
+        conditions=k.V1EndpointConditions(ready=False),
+        target_ref=k.V1ObjectReference(kind="Pod", name="vdup-indexer-3"),
+    )
+    assert endpoints_from_slices([eps_slice(old)], SVC, NS, port=1)[0].ready is False
 
 
 def test_a_pod_listed_twice_keeps_its_ready_entry():
@@ -103,6 +132,21 @@ class FakeDiscoveryApi:
         if self.fail:
             raise RuntimeError("apiserver unreachable")
         return k.V1EndpointSliceList(items=self.slices)
+
+
+class FakeServicesApi:
+    """``DiscoveryV1Api`` for several Services: ``slices[service]`` answers that Service's label
+    selector; a Service in ``failing`` cannot be listed."""
+
+    def __init__(self, slices: dict[str, list]):
+        self.slices, self.calls, self.failing = slices, [], set()
+
+    def list_namespaced_endpoint_slice(self, namespace, label_selector, _request_timeout):
+        service = label_selector.removeprefix("kubernetes.io/service-name=")
+        self.calls.append(service)
+        if service in self.failing:
+            raise RuntimeError("apiserver unreachable")
+        return k.V1EndpointSliceList(items=self.slices.get(service, []))
 
 
 def test_kubernetes_shards_reads_the_services_slices_and_never_shrinks():
@@ -229,3 +273,159 @@ def test_static_shards_keep_the_given_order():
     assert StaticShards(["http://b:1/", "http://a:1"]).urls() == ["http://b:1", "http://a:1"]
     with pytest.raises(ValueError):
         StaticShards([])
+
+
+# ---- replicas: one headless Service per replica index, pod ordinal = shard ----------------------
+
+R_SVC = "vdup-indexer"  # VDUP_INDEXER_SERVICE; the Services are vdup-indexer-r0, -r1, ...
+
+
+def replica_set(r: int, *ordinals: int, not_ready: tuple[int, ...] = ()) -> list:
+    """The slice of Service ``vdup-indexer-r<r>`` listing its pods ``vdup-indexer-r<r>-<i>``."""
+    svc = f"{R_SVC}-r{r}"
+    return [
+        eps_slice(
+            *(
+                endpoint(i, f"10.{r}.0.{i + 1}", ready=i not in not_ready, sts=svc)
+                for i in ordinals
+            ),
+            svc=svc,
+        )
+    ]
+
+
+def pods(groups: list[list[str]]) -> list[list[str]]:
+    """``http://vdup-indexer-r1-0.vdup-indexer-r1.vdup.svc:8090`` -> ``r1-0``."""
+    return [[u.split(".")[0].removeprefix(f"http://{R_SVC}-") for u in g] for g in groups]
+
+
+def replicas_of(api, shards: int = 3, replicas: int = 2, **kw) -> KubernetesReplicas:
+    return KubernetesReplicas(
+        replica_services(R_SVC, replicas), NS, 8090, shards=shards, ttl_s=0, api=api, **kw
+    )
+
+
+def test_replica_services_are_named_after_the_replica_index():
+    assert replica_services("vdup-indexer", 1) == ["vdup-indexer"]
+    assert replica_services("vdup-indexer", 3) == [
+        "vdup-indexer-r0",
+        "vdup-indexer-r1",
+        "vdup-indexer-r2",
+    ]
+    with pytest.raises(ValueError):
+        replica_services("vdup-indexer", 0)
+
+
+def test_each_shard_lists_its_replicas_from_every_service_in_replica_order():
+    api = FakeServicesApi(
+        {f"{R_SVC}-r0": replica_set(0, 2, 0, 1), f"{R_SVC}-r1": replica_set(1, 1, 0, 2)}
+    )
+    directory = replicas_of(api)
+    assert pods(directory.replicas()) == [["r0-0", "r1-0"], ["r0-1", "r1-1"], ["r0-2", "r1-2"]]
+    assert directory.urls()[1] == f"http://{R_SVC}-r0-1.{R_SVC}-r0.{NS}.svc:8090"
+    assert sorted(set(api.calls)) == [f"{R_SVC}-r0", f"{R_SVC}-r1"]
+
+
+def test_searches_go_to_ready_replicas_and_to_any_listed_one_when_none_is_ready():
+    api = FakeServicesApi(
+        {
+            f"{R_SVC}-r0": replica_set(0, 0, 1, 2, not_ready=(0, 2)),  # catching up
+            f"{R_SVC}-r1": replica_set(1, 0, 1, 2, not_ready=(2,)),
+        }
+    )
+    assert pods(replicas_of(api).replicas()) == [["r1-0"], ["r0-1", "r1-1"], ["r0-2", "r1-2"]]
+
+
+def test_a_shard_is_usable_while_any_replica_of_it_is_listed():
+    api = FakeServicesApi(
+        {
+            f"{R_SVC}-r0": replica_set(0, 0, 2),  # r0-1 deleted, not yet recreated
+            f"{R_SVC}-r1": replica_set(1, 0, 1),  # r1-2 too
+        }
+    )
+    directory = replicas_of(api)
+    assert pods(directory.replicas()) == [["r0-0", "r1-0"], ["r1-1"], ["r0-2"]]
+    api.slices[f"{R_SVC}-r1"] = replica_set(1, 0)  # now shard 1 has no replica at all
+    with pytest.raises(Unavailable, match=r"shards \[1\] have no replica listed"):
+        directory.replicas()
+    with pytest.raises(Unavailable, match=r"shards \[1\]"):
+        directory.urls()
+
+
+def test_a_service_that_cannot_be_listed_costs_its_replicas_only():
+    api = FakeServicesApi(
+        {f"{R_SVC}-r0": replica_set(0, 0, 1), f"{R_SVC}-r1": replica_set(1, 0, 1)}
+    )
+    api.failing = {f"{R_SVC}-r1"}  # never listed
+    directory = replicas_of(api, shards=2)
+    assert pods(directory.replicas()) == [["r0-0"], ["r0-1"]]
+    api.failing = set()
+    assert pods(directory.replicas()) == [["r0-0", "r1-0"], ["r0-1", "r1-1"]]
+    api.failing = {f"{R_SVC}-r0", f"{R_SVC}-r1"}  # the API server is down: the last lists
+    assert pods(directory.replicas()) == [["r0-0", "r1-0"], ["r0-1", "r1-1"]]
+    fresh = replicas_of(api, shards=2)  # a process that never listed anything
+    with pytest.raises(Unavailable, match="cannot list the indexer replicas"):
+        fresh.replicas()
+
+
+def test_the_shard_count_is_fixed_and_pods_beyond_it_are_not_used():
+    api = FakeServicesApi(
+        {f"{R_SVC}-r0": replica_set(0, 0, 1, 2), f"{R_SVC}-r1": replica_set(1, 0, 1)}
+    )
+    assert pods(replicas_of(api, shards=2).replicas()) == [["r0-0", "r1-0"], ["r0-1", "r1-1"]]
+    with pytest.raises(Unavailable, match=r"shards \[3\] have no replica"):
+        replicas_of(api, shards=4).replicas()
+    with pytest.raises(ValueError, match="VDUP_INDEXER_SHARDS"):
+        replicas_of(api, shards=0)
+
+
+def test_one_replica_reads_the_service_itself_and_lists_are_cached_for_the_ttl():
+    clock = Clock()
+    api = FakeServicesApi(
+        {R_SVC: [eps_slice(endpoint(0, "10.0.0.1"), endpoint(1, "10.0.0.2"), svc=R_SVC)]}
+    )
+    directory = KubernetesReplicas(
+        replica_services(R_SVC, 1), NS, 8090, shards=2, ttl_s=10, api=api, clock=clock
+    )
+    for _ in range(3):
+        assert pods(directory.replicas()) == [["0"], ["1"]]
+    assert api.calls == [R_SVC]  # not one API-server read per search
+    clock.now += 10
+    directory.urls()
+    assert api.calls == [R_SVC, R_SVC]
+
+
+def test_the_replicated_catalog_finds_replicas_through_kubernetes(monkeypatch):
+    from vdup.indexer import replicated
+    from vdup.settings import Settings
+
+    class NoTruth:
+        def __init__(self, url: str) -> None:
+            self.url = url
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(replicated, "Truth", NoTruth)
+    settings = Settings(
+        database_url="postgresql://vdup@db/vdup",
+        indexer_discovery="kubernetes",
+        indexer_service=R_SVC,
+        indexer_namespace=NS,
+        indexer_replicas=2,
+        indexer_shards=3,
+    )
+    catalog = replicated.ReplicatedCatalog.from_settings(settings)
+    try:
+        assert isinstance(catalog.replicas, KubernetesReplicas)
+        assert catalog.replicas.services == [f"{R_SVC}-r0", f"{R_SVC}-r1"]
+        assert catalog.replicas.shards == 3
+    finally:
+        catalog.close()
+    static = replicated.ReplicatedCatalog.from_settings(
+        Settings(database_url="postgresql://vdup@db/vdup", indexer_urls="http://a:1|http://b:1")
+    )
+    try:
+        assert static.replicas.replicas() == [["http://a:1", "http://b:1"]]
+    finally:
+        static.close()

@@ -6,10 +6,14 @@ original and one copy."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import signal
 import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 from support.shards import FeatureExtractor, free_port, payload
@@ -81,6 +85,24 @@ def tier(tmp_path, database_url):
         catalog.close()
         replicas.stop()
         truth.close()
+
+
+class NearCopyOf(FeatureExtractor):
+    """Features of ``source`` with a little noise of their own, for any other payload."""
+
+    def __init__(self, source: bytes) -> None:
+        self.source = source
+
+    def extract(self, data: bytes):
+        f = super().extract(self.source)
+        if data == self.source:
+            return f
+        rng = np.random.default_rng(len(data))
+        frames = f.frames + 0.05 * rng.standard_normal(f.frames.shape).astype(np.float32)
+        frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+        return dataclasses.replace(
+            f, frames=frames, flipped=frames[:, ::-1].copy(), sha256=data.hex()
+        )
 
 
 def checker_over(catalog) -> DuplicateChecker:
@@ -189,3 +211,119 @@ def test_two_concurrent_copies_of_a_new_video_end_as_one_original_and_one_copy(t
     finally:
         for api in apis:
             api.catalog.close()
+
+
+def test_review_lives_in_the_truth_and_the_replicas_follow_a_verdict(tier):
+    from vdup.catalog.review import QueueQuery, Verdict
+
+    truth, _, catalog = tier
+    chk = DuplicateChecker(FeatureExtractor(), catalog, DecisionConfig(), review=catalog)
+    chk.check(payload(7), "orig")
+    assert chk.check(payload(7, copy=1), "copy").record.duplicate_for == "orig"
+    assert [i.record.video_id for i in catalog.review_queue(QueueQuery())] == ["copy"]
+    ev = catalog.evidence("copy")
+    assert ev.document["matched_video"] == "orig" and ev.document["features"]
+    out = catalog.apply_verdict(Verdict("copy", "not_duplicate", who="alice"))
+    assert out.record.root_id == "copy" and truth.get("copy").root_id == "copy"
+    assert catalog.negatives(["copy"]) == {"copy": frozenset({"orig"})}
+    # the replicas applied the update: a candidate named "copy" now carries root "copy"
+    head = truth.head()
+    found = catalog.search(FeatureExtractor().extract(payload(7, copy=2)), 32, 20)
+    assert getattr(catalog._searched, "head", 0) >= head
+    assert {c.video_id: c.root_id for c in found}["copy"] == "copy"
+    # a re-upload of the overturned copy (closer to it than to orig) is not matched to orig
+    chk.extractor = NearCopyOf(payload(7, copy=1))
+    again = chk.check(b"re-upload", "copy2").record
+    assert again.is_duplicate and again.duplicate_for == "copy", again
+    assert [e.video_id for e in catalog.audit()] == ["copy"]
+    assert catalog.delete("copy2") and catalog.evidence("copy2") is None
+
+
+def test_a_stalled_replica_is_skipped_within_the_deadline(tier, database_url):
+    truth, replicas, _ = tier
+    quick = ReplicatedCatalog(Truth(database_url), StaticReplicas(replicas.entries), timeout_s=1.0)
+    chk = checker_over(quick)
+    chk.check(payload(9), "s0")
+    stalled = [replicas.procs[i][0] for i in range(SHARDS)]
+    for p in stalled:
+        os.kill(p.pid, signal.SIGSTOP)  # alive, port open, answers nothing
+    try:
+        for n in range(4):  # rotation sends some searches to the stalled ones first
+            t0 = time.monotonic()
+            r = chk.check(payload(9, copy=n + 1), f"s{n + 1}")
+            assert r.record.duplicate_for == "s0"
+            assert time.monotonic() - t0 < 8, "a stalled replica held the check"
+    finally:
+        for p in stalled:
+            os.kill(p.pid, signal.SIGCONT)
+        quick.close()
+
+
+def test_with_postgresql_down_checks_answer_503_and_resume_by_themselves(tmp_path, videos):
+    from fastapi.testclient import TestClient
+
+    from support.postgres import fresh_database, running_server
+    from vdup.api.app import create_app
+    from vdup.settings import Settings
+
+    with running_server() as server, fresh_database(server) as url:
+        Truth(url).upgrade()
+        replicas = Replicas(tmp_path, url).start()
+        catalog = ReplicatedCatalog(Truth(url, timeout_s=2.0), StaticReplicas(replicas.entries))
+        chk = DuplicateChecker(FeatureExtractor(), catalog, DecisionConfig(), review=catalog)
+        settings = Settings(data_dir=tmp_path / "api")
+        try:
+            with TestClient(
+                create_app(settings, checker=chk), raise_server_exceptions=False
+            ) as client:
+
+                def upload(vid, data):
+                    files = {"file": (f"{vid}.mp4", data, "video/mp4")}
+                    return client.post("/videos", files=files, data={"uuid": vid})
+
+                assert upload("p0", payload(11)).status_code == 200
+                server.stop()
+                r = upload("p1", payload(11, copy=1))
+                assert r.status_code == 503 and r.headers["Retry-After"], r.text
+                assert r.json()["error"] == "unavailable"
+                server.start()
+                deadline = time.monotonic() + 30
+                while (r := upload("p1", payload(11, copy=1))).status_code == 503:
+                    assert time.monotonic() < deadline, "the service did not resume"
+                    time.sleep(0.5)
+                assert r.status_code == 200 and r.json()["duplicate_for"] == "p0", r.text
+                assert client.get("/videos/p0").status_code == 200  # nothing acknowledged lost
+        finally:
+            catalog.close()
+            replicas.stop()
+
+
+def test_dev_subset_decisions_over_replicas_match_the_embedded_mode(
+    tmp_path, tier, extractor, dev_manifest
+):
+    from pathlib import Path
+
+    from support.shards import Cached
+    from vdup.catalog.local import LocalCatalog
+    from vdup.evaluate import read_manifest, resolve_link
+
+    _, _, catalog = tier
+    rows = read_manifest(dev_manifest)[: int(os.environ.get("VDUP_DEV_ROWS", "40"))]
+    videos = [(r.uuid, Path(resolve_link(r.link, dev_manifest)).read_bytes()) for r in rows]
+    cached = Cached(extractor)
+    local = DuplicateChecker(cached, LocalCatalog(tmp_path / "one"), DecisionConfig())
+    replicated = DuplicateChecker(cached, catalog, DecisionConfig())
+    try:
+        want = [_decision(local.check(data, vid).to_response()) for vid, data in videos]
+        got = [_decision(replicated.check(data, vid).to_response()) for vid, data in videos]
+        assert got == want
+        assert sum(r[0] for r in got) >= 5
+    finally:
+        local.catalog.close()
+
+
+def _decision(answer: dict) -> tuple:
+    """What a decision is: duplicate or not, of which root, through which video. (Scores may
+    differ in the last digits: each of two shards returns its own k nearest rows, so a
+    candidate's retrieval score, one of the model's inputs, can be found a little higher.)"""
+    return answer["is_duplicate"], answer["duplicate_for"], answer["matched_video"]

@@ -110,7 +110,7 @@ def test_of_two_concurrent_originals_of_one_content_the_second_becomes_the_copy(
             src = newer[0][0]
             copy.root_id = copy.duplicate_for = src.root_id
             copy.is_duplicate, copy.matched_video = True, src.video_id
-            return copy
+            return copy, None  # (the stored record, its decision's evidence)
 
         return recheck
 

@@ -84,13 +84,17 @@ app.kubernetes.io/part-of: vdup
 {{- define "vdup.image" -}}{{ include "vdup.imageRef" (dict "image" .Values.image "ctx" .) }}{{- end -}}
 {{- define "vdup.triton.image" -}}{{ include "vdup.imageRef" (dict "image" .Values.triton.image "ctx" .) }}{{- end -}}
 
-{{/* Indexer base URLs for indexer.discovery=static: one stable DNS name per StatefulSet pod. */}}
+{{/* Indexer base URLs for indexer.discovery=static: one stable DNS name per StatefulSet pod,
+one entry per shard; with a database each entry is the shard's replicas joined by "|". */}}
 {{- define "vdup.indexer.staticUrls" -}}
 {{- $urls := list -}}
-{{- $sts := include "vdup.indexer.fullname" . -}}
-{{- $svc := include "vdup.indexer.headlessName" . -}}
+{{- $sets := include "vdup.indexer.sets" . | fromJsonArray -}}
 {{- range $i := until (int .Values.indexer.replicas) -}}
-{{- $urls = append $urls (printf "http://%s-%d.%s.%s.svc:%d" $sts $i $svc $.Release.Namespace (int $.Values.indexer.port)) -}}
+{{- $group := list -}}
+{{- range $set := $sets -}}
+{{- $group = append $group (printf "http://%s-%d.%s.%s.svc:%d" $set.name $i $set.service $.Release.Namespace (int $.Values.indexer.port)) -}}
+{{- end -}}
+{{- $urls = append $urls (join "|" $group) -}}
 {{- end -}}
 {{- join "," $urls -}}
 {{- end -}}
@@ -115,4 +119,74 @@ both images ship /bin/sh. */}}
 preStop:
   exec:
     command: ["/bin/sh", "-c", "sleep {{ . }}"]
+{{- end -}}
+
+{{/* ---- The replicated tier: the catalog truth in PostgreSQL, read-only shard replicas ---- */}}
+
+{{/* "true" when a database is configured (database.existingSecret or
+database.cloudnativepg.enabled), else "". Fails when both are set. */}}
+{{- define "vdup.database.enabled" -}}
+{{- if and .Values.database.existingSecret .Values.database.cloudnativepg.enabled -}}
+{{- fail "set database.existingSecret (a managed PostgreSQL) or database.cloudnativepg.enabled, not both" -}}
+{{- end -}}
+{{- if or .Values.database.existingSecret .Values.database.cloudnativepg.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* Name of the CloudNativePG Cluster. */}}
+{{- define "vdup.database.clusterName" -}}
+{{- default (printf "%s-db" (include "vdup.fullname" .)) .Values.database.cloudnativepg.name -}}
+{{- end -}}
+
+{{/* The Secret holding the database URL, and its key: the operator's "<cluster>-app" Secret
+(key "uri") with CloudNativePG, else database.existingSecret / existingSecretKey. */}}
+{{- define "vdup.database.secretName" -}}
+{{- if .Values.database.cloudnativepg.enabled -}}{{ include "vdup.database.clusterName" . }}-app{{- else -}}{{ .Values.database.existingSecret }}{{- end -}}
+{{- end -}}
+{{- define "vdup.database.secretKey" -}}
+{{- if .Values.database.cloudnativepg.enabled -}}uri{{- else -}}{{ .Values.database.existingSecretKey }}{{- end -}}
+{{- end -}}
+
+{{/* The VDUP_DATABASE_URL EnvVar, read from that Secret (never a value in the chart). */}}
+{{- define "vdup.database.env" -}}
+- name: VDUP_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "vdup.database.secretName" . }}
+      key: {{ include "vdup.database.secretKey" . }}
+{{- end -}}
+
+{{/* Replica sets of the indexer: 1 without a database (the shards own their data), else
+indexer.replication.replicasPerShard. */}}
+{{- define "vdup.indexer.replicaCount" -}}
+{{- if include "vdup.database.enabled" . -}}{{ int .Values.indexer.replication.replicasPerShard }}{{- else -}}1{{- end -}}
+{{- end -}}
+
+{{/* Prefix of the replica StatefulSets "<prefix>-r<r>": the fullname cut to 41 characters, so
+that "<prefix>-r<r>" stays within the 52 a StatefulSet name may have (its pods' revision-hash
+label adds 11). It is also VDUP_INDEXER_SERVICE for more than one replica set. */}}
+{{- define "vdup.indexer.replicaPrefix" -}}
+{{- include "vdup.fullname" . | trunc 41 | trimSuffix "-" }}-indexer
+{{- end -}}
+
+{{/* The indexer StatefulSets as a JSON list of {name, service, r}: without a database the one
+shard StatefulSet and its headless Service (r = -1); with one, a StatefulSet per replica index r,
+its headless Service named like it. Read with fromJsonArray. */}}
+{{- define "vdup.indexer.sets" -}}
+{{- $sets := list -}}
+{{- if include "vdup.database.enabled" . -}}
+{{- $prefix := include "vdup.indexer.replicaPrefix" . -}}
+{{- range $r := until (int (include "vdup.indexer.replicaCount" .)) -}}
+{{- $name := printf "%s-r%d" $prefix $r -}}
+{{- $sets = append $sets (dict "name" $name "service" $name "r" $r) -}}
+{{- end -}}
+{{- else -}}
+{{- $sets = append $sets (dict "name" (include "vdup.indexer.fullname" .) "service" (include "vdup.indexer.headlessName" .) "r" -1) -}}
+{{- end -}}
+{{- toJson $sets -}}
+{{- end -}}
+
+{{/* VDUP_INDEXER_SERVICE with a database: the one replica Service, or the prefix the API
+completes to "<prefix>-r<r>" (vdup.indexer.discovery.replica_services). */}}
+{{- define "vdup.indexer.replicaService" -}}
+{{- if eq (include "vdup.indexer.replicaCount" .) "1" -}}{{ include "vdup.indexer.replicaPrefix" . }}-r0{{- else -}}{{ include "vdup.indexer.replicaPrefix" . }}{{- end -}}
 {{- end -}}

@@ -8,6 +8,7 @@ search (``VDUP_INDEXER_URLS`` / ``VDUP_INDEXER_DISCOVERY``), over the PostgreSQL
 from __future__ import annotations
 
 from vdup.catalog.local import LocalCatalog
+from vdup.catalog.review import ReviewStore
 from vdup.catalog.types import Catalog
 from vdup.checker import DuplicateChecker
 from vdup.features.extractor import EmbeddedExtractor, Extractor, limit_blas_threads
@@ -62,5 +63,13 @@ def build_checker(
         catalog,
         settings.decision(),
         search_k=settings.search_k,
-        review=catalog if isinstance(catalog, LocalCatalog) else None,
+        review=_review_store(catalog),
     )
+
+
+def _review_store(catalog: Catalog) -> ReviewStore | None:
+    """The catalog itself where it keeps a review store: the embedded catalog, and the platform
+    mode's (in the PostgreSQL truth); None for shards that own their data."""
+    from vdup.indexer.replicated import ReplicatedCatalog
+
+    return catalog if isinstance(catalog, LocalCatalog | ReplicatedCatalog) else None

@@ -155,6 +155,13 @@ class Settings(BaseSettings):
         description="Shards expected from discovery (the "
         "StatefulSet's replicas); 0 = as listed. Fewer listed = 503.",
     )
+    indexer_replicas: int = Field(
+        1,
+        ge=1,
+        description="With database_url and discovery 'kubernetes': replicas of every shard, one "
+        "StatefulSet each behind its own headless Service, indexer_service itself for 1, else "
+        "<indexer_service>-r0 ... -r<R-1> (pod ordinal = shard; indexer_shards is required).",
+    )
 
     # -- decision (each field is documented on DecisionConfig in vdup.matching.decide)
     decision_model: Path | None = Field(

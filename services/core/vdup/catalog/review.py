@@ -3,8 +3,9 @@
 Why it lives with the catalog: a verdict changes records (the video and the copies that named
 it), and that change, its audit entry and the negative-list entry must be one transaction with
 the records themselves. The embedded catalog keeps all of it in its SQLite file
-(``vdup.catalog.store``). The sharded catalog has no review store yet: the API answers 501 on
-the review routes there (docs/architecture.md, "Review").
+(``vdup.catalog.store``), the platform mode in its PostgreSQL truth (``vdup.indexer.review``).
+Shards that own their data have none: the API answers 501 on the review routes there
+(docs/architecture.md, "Review").
 
 Verdict semantics (``apply_verdict``):
 
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from vdup.catalog.types import VideoRecord
+from vdup.errors import Conflict, NotFound
 from vdup.features.types import Thumbnails
 from vdup.matching.explain import Evidence
 
@@ -139,6 +141,72 @@ class ReviewStore(Protocol):
     def negatives(self, video_ids: list[str]) -> dict[str, frozenset[str]]:
         """For each of ``video_ids`` on the negative list, the roots it is not a copy of."""
         ...
+
+
+@dataclass(frozen=True)
+class VerdictPlan:
+    """What a verdict changes: the ruled record after it; the other videos re-pointed to
+    ``root`` (their root and duplicate_for); the (video, root) pair the negative list gains,
+    and the one it loses, if any."""
+
+    after: VideoRecord
+    root: str
+    changed: tuple[str, ...]
+    negative: tuple[str, str] | None
+    cleared: tuple[str, str] | None
+
+
+def plan_verdict(
+    verdict: Verdict,
+    before: VideoRecord,
+    target: VideoRecord | None,
+    descendants: set[str],
+) -> VerdictPlan:
+    """The changes ``verdict`` makes (pure; each store applies them in one transaction).
+
+    before: the ruled video's record; target: the record of ``verdict.of`` (duplicate_of; None
+    when unknown); descendants: the ruled video and the videos of its group matched to it,
+    directly or through each other. Raises NotFound (unknown ``of``) and Conflict (see the
+    module docstring).
+    """
+    if verdict.verdict == "not_duplicate":
+        root = before.video_id
+        after = _moved(before, root, is_duplicate=False, path="")
+    else:
+        if target is None:
+            raise NotFound(f"no video {verdict.of!r} in the catalog")
+        if verdict.of == before.video_id or target.root_id == before.video_id:
+            raise Conflict(
+                f"{verdict.of!r} belongs to {before.video_id!r}'s own group; a video cannot be "
+                "a copy of its own copy"
+            )
+        if verdict.of in descendants:
+            raise Conflict(
+                f"{verdict.of!r} was matched through {before.video_id!r}; rule on it first"
+            )
+        root = target.root_id
+        after = _moved(before, root, is_duplicate=True, path="verdict", matched=verdict.of)
+    moves = root != before.root_id  # else the group keeps its root: nothing else changes
+    changed = tuple(sorted(v for v in descendants if v != before.video_id)) if moves else ()
+    ruled_apart = verdict.verdict == "not_duplicate" and before.root_id != before.video_id
+    return VerdictPlan(
+        after,
+        root,
+        changed,
+        (before.video_id, before.root_id) if ruled_apart else None,
+        None if ruled_apart else (before.video_id, root),
+    )
+
+
+def _moved(
+    record: VideoRecord, root: str, is_duplicate: bool, path: str, matched: str | None = None
+) -> VideoRecord:
+    d = record.to_dict()
+    d.update(root_id=root, is_duplicate=is_duplicate, duplicate_for=root if is_duplicate else "")
+    d["path"] = path
+    if matched is not None:
+        d["matched_video"] = matched
+    return VideoRecord(**d)
 
 
 #: Columns of ``labels``: the Yappy manifest's, which ``vdup calibrate`` and ``vdup eval`` read.

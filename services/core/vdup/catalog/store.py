@@ -39,9 +39,10 @@ from vdup.catalog.review import (
     Side,
     StoredEvidence,
     Verdict,
+    plan_verdict,
 )
 from vdup.catalog.types import StoredRows, VideoRecord
-from vdup.errors import Conflict, NotFound, StorageError
+from vdup.errors import NotFound, StorageError
 from vdup.features.types import AUDIO_DIM, DIM, Thumbnails, distinct_rows
 from vdup.matching.decide import Candidate
 from vdup.matching.explain import Evidence
@@ -530,40 +531,21 @@ class SqliteStore:
 
     def apply_verdict(self, verdict: Verdict) -> Outcome:
         """See ``vdup.catalog.review``: one transaction re-points the records, writes the audit
-        entry and updates the negative list."""
+        entry and updates the negative list (``plan_verdict`` decides what changes)."""
         before = self.record(verdict.video_id)
         if before is None:
             raise NotFound(f"no video {verdict.video_id!r} in the catalog")
-        descendants = self._descendants(before)
-        if verdict.verdict == "not_duplicate":
-            after = _moved(before, before.video_id, is_duplicate=False, path="")
-            root = before.video_id
-        else:
-            target = self.record(verdict.of)
-            if target is None:
-                raise NotFound(f"no video {verdict.of!r} in the catalog")
-            if verdict.of == before.video_id or target.root_id == before.video_id:
-                raise Conflict(
-                    f"{verdict.of!r} belongs to {before.video_id!r}'s own group; a video cannot "
-                    "be a copy of its own copy"
-                )
-            if verdict.of in descendants:
-                raise Conflict(
-                    f"{verdict.of!r} was matched through {before.video_id!r}; rule on it first"
-                )
-            root = target.root_id
-            after = _moved(before, root, is_duplicate=True, path="verdict", matched=verdict.of)
-        moves = root != before.root_id  # else the group keeps its root: nothing else changes
-        changed = tuple(sorted(v for v in descendants if v != before.video_id)) if moves else ()
+        target = self.record(verdict.of) if verdict.verdict == "duplicate_of" else None
+        plan = plan_verdict(verdict, before, target, self._descendants(before))
         seq = [0]
 
         def body() -> None:
-            self._set_decision(after)
-            for chunk in _chunks(list(changed)):
+            self._set_decision(plan.after)
+            for chunk in _chunks(list(plan.changed)):
                 self.db.execute(
                     f"UPDATE videos SET root_id=?, duplicate_for=? WHERE video_id IN "
                     f"({_marks(chunk)})",
-                    [root, root, *chunk],
+                    [plan.root, plan.root, *chunk],
                 )
             cur = self.db.execute(
                 "INSERT INTO verdicts (video_id, at, who, verdict, of, note, before, after, "
@@ -576,26 +558,22 @@ class SqliteStore:
                     verdict.of,
                     verdict.note,
                     json.dumps(before.to_dict()),
-                    json.dumps(after.to_dict()),
-                    json.dumps(list(changed)),
+                    json.dumps(plan.after.to_dict()),
+                    json.dumps(list(plan.changed)),
                 ),
             )
             seq[0] = int(cur.lastrowid or 0)
-            if verdict.verdict == "not_duplicate" and before.root_id != before.video_id:
+            if plan.negative is not None:
                 self.db.execute(
-                    "INSERT OR REPLACE INTO negatives VALUES (?,?,?)",
-                    (before.video_id, before.root_id, seq[0]),
+                    "INSERT OR REPLACE INTO negatives VALUES (?,?,?)", (*plan.negative, seq[0])
                 )
-            else:
-                self.db.execute(
-                    "DELETE FROM negatives WHERE video_id=? AND not_of=?",
-                    (before.video_id, root),
-                )
+            if plan.cleared is not None:
+                self.db.execute("DELETE FROM negatives WHERE video_id=? AND not_of=?", plan.cleared)
 
         self._transaction(body, "record the verdict")
         entry = self.audit(1, verdict.video_id)[0]
         assert entry.seq == seq[0]
-        return Outcome(after, changed, entry)
+        return Outcome(plan.after, plan.changed, entry)
 
     def _descendants(self, record: VideoRecord) -> set[str]:
         """``record``'s video and the videos of its group matched to it, directly or through
@@ -707,17 +685,6 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         db.execute("ALTER TABLE rows ADD COLUMN indexed INTEGER NOT NULL DEFAULT 1")
     if version < SCHEMA_VERSION:
         db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
-
-
-def _moved(
-    record: VideoRecord, root: str, is_duplicate: bool, path: str, matched: str | None = None
-) -> VideoRecord:
-    d = record.to_dict()
-    d.update(root_id=root, is_duplicate=is_duplicate, duplicate_for=root if is_duplicate else "")
-    d["path"] = path
-    if matched is not None:
-        d["matched_video"] = matched
-    return VideoRecord(**d)
 
 
 def _values(record: VideoRecord) -> tuple:

@@ -301,7 +301,8 @@ class ShardedCatalog:
         evidence: Evidence | None = None,
     ) -> VideoRecord:
         """Durably add ``record`` on its owner shard; returns what is stored. ``evidence`` is
-        not kept: the shards have no review store (docs/architecture.md, "Review").
+        not kept: shards that own their data have no review store (the PostgreSQL truth has,
+        ``vdup.indexer.replicated``; docs/architecture.md, "Review").
 
         An original (not a duplicate, with features) is added pending and settled against
         concurrent checks of the same content (``vdup.indexer.races``); if that turns it into a

@@ -22,6 +22,17 @@ starts at ``VDUP_INDEXER_SHARDS`` (0: the first list decides) and only grows.
   flight), so when the first one starts using M, none still uses N.
 - A process that has not listed the shards yet (it is starting) takes the contiguous list it
   sees, at least ``VDUP_INDEXER_SHARDS`` long: it has no smaller count in use to retire.
+
+Ready means the pod's Ready condition: the slice's ``serving`` condition, not its ``ready`` one,
+which a Service that publishes not-ready addresses sets for every endpoint (terminating ones
+too).
+
+Replicas (``KubernetesReplicas``, platform mode with ``VDUP_DATABASE_URL``): shard i has R
+read-only replicas that tail the PostgreSQL truth. Each replica index r is one StatefulSet of N
+pods behind its own headless Service; a pod's ordinal is its shard, so each Service is read as
+``KubernetesShards`` reads one. The shard count is fixed (``VDUP_INDEXER_SHARDS``); a shard is
+usable while any of its replicas is listed, so one replica set that is missing a pod, or whose
+Service cannot be listed, costs no shard.
 """
 
 from __future__ import annotations
@@ -81,8 +92,9 @@ def endpoints_from_slices(
 
     URL: the pod's stable DNS name ``<hostname>.<service>.<namespace>.svc`` when the slice gives a
     hostname (StatefulSet pods behind a headless Service do), else its first address. Port: the
-    slice's port named ``port_name``, else ``port``. When one pod appears twice (slices being
-    rewritten) the ready, non-terminating entry wins.
+    slice's port named ``port_name``, else ``port``. Ready: the pod is ready (``serving``; the
+    ``ready`` condition only where a cluster gives no ``serving``) and not terminating. When one
+    pod appears twice (slices being rewritten) the ready entry wins.
     """
     best: dict[int, ShardEndpoint] = {}
     for sl in slices or []:
@@ -103,9 +115,9 @@ def endpoints_from_slices(
                 log.warning("ignoring endpoint without a pod ordinal: %r", pod)
                 continue
             cond = getattr(ep, "conditions", None)
-            ready = bool(getattr(cond, "ready", False)) and not bool(
-                getattr(cond, "terminating", False)
-            )
+            serving = getattr(cond, "serving", None)  # None: a cluster before 1.20
+            up = bool(getattr(cond, "ready", False)) if serving is None else bool(serving)
+            ready = up and not bool(getattr(cond, "terminating", False))
             hostname = getattr(ep, "hostname", None)
             addresses = getattr(ep, "addresses", None) or []
             if hostname:
@@ -217,6 +229,8 @@ class KubernetesShards:
         self._count = expected
         self._joining: tuple[int, ...] = ()
         self._joining_since = 0.0
+        self._listed: list[ShardEndpoint] | None = None  # what endpoints() last read
+        self._listed_at = -math.inf
         self._lock = threading.Lock()
 
     def _client(self):
@@ -227,6 +241,38 @@ class KubernetesShards:
             self._api = client.DiscoveryV1Api()
         return self._api
 
+    def _list(self) -> list[ShardEndpoint]:
+        resp = self._client().list_namespaced_endpoint_slice(
+            self.namespace,
+            label_selector=f"kubernetes.io/service-name={self.service}",
+            _request_timeout=5,
+        )
+        return endpoints_from_slices(resp.items, self.service, self.namespace, self.port)
+
+    def endpoints(self) -> list[ShardEndpoint]:
+        """The Service's endpoints as listed, by ordinal, with no shard-count policy (what
+        ``KubernetesReplicas`` reads). Re-read at most every ``ttl_s``; a failed re-read keeps
+        the last list; Unavailable when there is none yet."""
+        with self._lock:
+            now = self._clock()
+            if self._listed is not None and now - self._listed_at < self.ttl_s:
+                return self._listed
+            try:
+                listed = self._list()
+            except Exception as exc:  # noqa: BLE001 - any API failure: keep the last list
+                if self._listed is None:
+                    raise Unavailable(
+                        f"cannot list the endpoints of {self.service}: {exc}"
+                    ) from None
+                log.warning(
+                    "re-reading the EndpointSlices of %s failed (%s); keeping the last list",
+                    self.service,
+                    exc,
+                )
+                listed = self._listed
+            self._listed, self._listed_at = listed, now
+            return listed
+
     def urls(self) -> list[str]:
         with self._lock:
             now = self._clock()
@@ -235,11 +281,7 @@ class KubernetesShards:
                     raise Unavailable(self._refusal)
                 return self._urls
             try:
-                resp = self._client().list_namespaced_endpoint_slice(
-                    self.namespace,
-                    label_selector=f"kubernetes.io/service-name={self.service}",
-                    _request_timeout=5,
-                )
+                listed = self._list()
             except Exception as exc:  # noqa: BLE001 - any API failure: keep the last good list
                 if self._urls and not self._refusal:
                     log.warning(
@@ -251,9 +293,7 @@ class KubernetesShards:
                 raise Unavailable(f"cannot list the indexer shards: {exc}") from None
             self._read_at = now
             try:
-                urls = self._update(
-                    endpoints_from_slices(resp.items, self.service, self.namespace, self.port), now
-                )
+                urls = self._update(listed, now)
             except Unavailable as exc:
                 self._refusal = str(exc)
                 raise
@@ -285,3 +325,105 @@ class KubernetesShards:
             log.info("indexer shards: %s", urls)
         self._count, self._joining, self._urls = count, (), urls
         return urls
+
+
+class ReplicaDirectory(Protocol):
+    def replicas(self) -> list[list[str]]:
+        """Position i = shard i: that shard's replica base URLs (never empty)."""
+        ...
+
+    def urls(self) -> list[str]:
+        """The first replica of each shard."""
+        ...
+
+
+def replica_services(service: str, replicas: int) -> list[str]:
+    """The headless Service of each replica index: ``service`` itself for one replica, else
+    ``<service>-r0`` … ``<service>-r<R-1>`` (the chart's ``<fullname>-indexer-r<r>``)."""
+    if replicas < 1:
+        raise ValueError(f"VDUP_INDEXER_REPLICAS={replicas}: at least 1")
+    return [service] if replicas == 1 else [f"{service}-r{r}" for r in range(replicas)]
+
+
+class KubernetesReplicas:
+    """Shard replicas from the EndpointSlices of ``services``, one headless Service per replica
+    index (a StatefulSet of ``shards`` pods whose ordinal is the shard; RBAC: list on
+    ``discovery.k8s.io/endpointslices``). Each Service is read by its own ``KubernetesShards``
+    (``endpoints()``: re-read at most every ``ttl_s``, the last list kept when a re-read fails).
+
+    ``replicas()[i]``: shard i's replicas in Service order, the ready ones (Ready condition, not
+    terminating); when none is ready, every listed one, so the search still asks them (a replica
+    that is loading answers 409 or 503 and the caller moves on; one that is terminating may still
+    answer). Unavailable when a shard has no replica listed in any Service, or when no Service
+    can be listed. Pods with an ordinal >= ``shards`` are not used (logged): they would belong to
+    another placement.
+    """
+
+    def __init__(
+        self,
+        services: list[str],
+        namespace: str,
+        port: int,
+        shards: int,
+        ttl_s: float = 10.0,
+        api=None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not services or not all(services):
+            raise ValueError("indexer discovery 'kubernetes' needs VDUP_INDEXER_SERVICE")
+        if shards < 1:
+            raise ValueError(
+                "replicas found through Kubernetes need the shard count: set VDUP_INDEXER_SHARDS"
+            )
+        self.services, self.shards = list(services), shards
+        self._sets = [
+            KubernetesShards(s, namespace, port, expected=shards, ttl_s=ttl_s, api=api, clock=clock)
+            for s in self.services
+        ]
+        self._extra: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings) -> KubernetesReplicas:
+        """``VDUP_INDEXER_SERVICE``/``_REPLICAS`` (see ``replica_services``), ``_NAMESPACE``,
+        ``_PORT`` and ``_SHARDS``."""
+        return cls(
+            replica_services(settings.indexer_service, getattr(settings, "indexer_replicas", 1)),
+            settings.indexer_namespace,
+            settings.indexer_port,
+            settings.indexer_shards,
+        )
+
+    def replicas(self) -> list[list[str]]:
+        listed: list[list[ShardEndpoint]] = [[] for _ in range(self.shards)]
+        errors, extra = [], []
+        for directory in self._sets:
+            try:
+                endpoints = directory.endpoints()
+            except Unavailable as exc:
+                errors.append(str(exc))
+                continue
+            for e in endpoints:
+                if e.ordinal < self.shards:
+                    listed[e.ordinal].append(e)
+                else:
+                    extra.append(e.pod)
+        if len(errors) == len(self._sets):
+            raise Unavailable("cannot list the indexer replicas: " + "; ".join(errors))
+        if tuple(extra) != self._extra:
+            self._extra = tuple(extra)
+            if extra:
+                log.warning(
+                    "indexer pods %s have an ordinal >= VDUP_INDEXER_SHARDS=%d: not used",
+                    extra,
+                    self.shards,
+                )
+        missing = [i for i, group in enumerate(listed) if not group]
+        if missing:
+            raise Unavailable(
+                f"index shards {missing} have no replica listed in the indexer Services "
+                f"{self.services}" + (f" ({'; '.join(errors)})" if errors else "")
+            )
+        return [[e.url for e in g if e.ready] or [e.url for e in g] for g in listed]
+
+    def urls(self) -> list[str]:
+        return [group[0] for group in self.replicas()]

@@ -17,6 +17,9 @@ its transaction, under the truth's change lock (``Truth.add_original``): it deci
 the originals committed since its own search's head. The lock serialises those transactions, so
 the second one always sees the first and stores itself as its copy; no pending state, no
 protocol between replicas.
+
+It is also the platform's review store (``vdup.indexer.review``): evidence, verdicts and the
+negative list live in the truth beside the records they correct.
 """
 
 from __future__ import annotations
@@ -29,15 +32,26 @@ import time
 
 import numpy as np
 
+from vdup.catalog.review import (
+    AuditEntry,
+    Outcome,
+    QueueItem,
+    QueueQuery,
+    Side,
+    StoredEvidence,
+    Verdict,
+)
 from vdup.catalog.types import StoredRows, VideoRecord
 from vdup.errors import Unavailable
-from vdup.features.types import QUERY_MAX_SIM, VideoFeatures
+from vdup.features.types import QUERY_MAX_SIM, Thumbnails, VideoFeatures
 from vdup.indexer import wire
 from vdup.indexer.client import ShardedCatalog, merge_candidates
+from vdup.indexer.discovery import KubernetesReplicas, ReplicaDirectory
+from vdup.indexer.review import TruthReview
 from vdup.indexer.routes import APPLIED_HEADER, MIN_SEQ_HEADER
 from vdup.indexer.truth import Truth
 from vdup.matching.decide import Candidate, DecisionConfig, decide
-from vdup.matching.explain import Evidence
+from vdup.matching.explain import Evidence, explain
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +84,7 @@ class ReplicatedCatalog(ShardedCatalog):
     def __init__(
         self,
         truth: Truth,
-        replicas: StaticReplicas,
+        replicas: ReplicaDirectory,
         timeout_s: float = 10.0,
         decision: DecisionConfig | None = None,
         search_k: int = 32,
@@ -87,6 +101,7 @@ class ReplicatedCatalog(ShardedCatalog):
             query_max_sim=query_max_sim,
         )
         self.truth = truth
+        self.review = TruthReview(truth)
         self.replicas = replicas
         self._searched = threading.local()  # the head the last search in this thread used
         self._turn = itertools.count()
@@ -94,9 +109,20 @@ class ReplicatedCatalog(ShardedCatalog):
 
     @classmethod
     def from_settings(cls, settings) -> ReplicatedCatalog:
+        """Replicas from EndpointSlices (``VDUP_INDEXER_DISCOVERY=kubernetes``: one headless
+        Service per replica index, ``KubernetesReplicas``) or from ``VDUP_INDEXER_URLS``."""
+        if settings.indexer_discovery == "kubernetes":
+            replicas: ReplicaDirectory = KubernetesReplicas.from_settings(settings)
+        elif settings.indexer_discovery not in ("", "static"):
+            raise ValueError(
+                f"VDUP_INDEXER_DISCOVERY={settings.indexer_discovery!r}: use "
+                "'kubernetes' or set VDUP_INDEXER_URLS"
+            )
+        else:
+            replicas = StaticReplicas(settings.indexer_urls)
         return cls(
             Truth(settings.database_url),
-            StaticReplicas(settings.indexer_urls),
+            replicas,
             timeout_s=settings.indexer_timeout_s,
             decision=settings.decision(),
             search_k=settings.search_k,
@@ -190,41 +216,92 @@ class ReplicatedCatalog(ShardedCatalog):
         copy of it this one became). Raises Unavailable (nothing acknowledged) and Conflict
         (the id is known)."""
         rows = StoredRows.from_features(features) if features is not None else None
+        thumbs = features.thumbnails if features is not None else None
         if record.is_duplicate or rows is None or features is None:
-            self.truth.add(record, rows)
+            self.truth.add(record, rows, thumbs, evidence)
             return record
         since = getattr(self._searched, "head", None)
         if since is None:  # an add without a search in this thread: look at everything
             since = 0
 
-        def recheck(newer: builtins.list[tuple[VideoRecord, StoredRows]]) -> VideoRecord | None:
-            return _as_copy(record, features, newer, self.decision, self.query_max_sim)
+        def recheck(
+            newer: builtins.list[tuple[VideoRecord, StoredRows]],
+        ) -> tuple[VideoRecord, Evidence | None] | None:
+            return self._as_copy(record, features, newer, evidence is not None)
 
-        stored, _ = self.truth.add_original(record, rows, since, recheck)
+        stored, _ = self.truth.add_original(record, rows, since, recheck, thumbs, evidence)
         return stored
+
+    def _as_copy(
+        self,
+        record: VideoRecord,
+        features: VideoFeatures,
+        newer: builtins.list[tuple[VideoRecord, StoredRows]],
+        explained: bool,
+    ) -> tuple[VideoRecord, Evidence | None] | None:
+        """``record`` as a copy of one of the ``newer`` originals, with that decision's
+        evidence, if the decision says it is one; None to stay an original."""
+        d = decide(features, _candidates(features, newer, self.query_max_sim), self.decision)
+        if not d.is_duplicate:
+            return None
+        log.info(
+            "race: %s is a copy of %s, committed while it was checked",
+            record.video_id,
+            d.matched_video,
+        )
+        fields = record.to_dict() | {
+            "root_id": d.duplicate_for,
+            "is_duplicate": True,
+            "duplicate_for": d.duplicate_for,
+            "matched_video": d.matched_video,
+            "score": float(d.score),
+            "path": d.path,
+        }
+        why = explain(d, features, self.review.thumbnails(d.matched_video)) if explained else None
+        return VideoRecord(**fields), why
 
     def delete(self, video_id: str) -> bool:
         return self.truth.delete(video_id) is not None
+
+    # ---------------------------------------------------------------- review (ReviewStore)
+
+    def thumbnails(self, video_id: str) -> Thumbnails:
+        return self.review.thumbnails(video_id)
+
+    def evidence(self, video_id: str) -> StoredEvidence | None:
+        return self.review.evidence(video_id)
+
+    def evidence_image(self, video_id: str, side: Side, index: int) -> bytes | None:
+        return self.review.evidence_image(video_id, side, index)
+
+    def review_queue(self, query: QueueQuery) -> builtins.list[QueueItem]:
+        return self.review.review_queue(query)
+
+    def apply_verdict(self, verdict: Verdict) -> Outcome:
+        return self.review.apply_verdict(verdict)
+
+    def audit(self, limit: int = 100, video_id: str = "") -> builtins.list[AuditEntry]:
+        return self.review.audit(limit, video_id)
+
+    def negatives(self, video_ids: builtins.list[str]) -> dict[str, frozenset[str]]:
+        return self.review.negatives(video_ids)
 
     def close(self) -> None:
         super().close()
         self.truth.close()
 
 
-def _as_copy(
-    record: VideoRecord,
+def _candidates(
     features: VideoFeatures,
     newer: builtins.list[tuple[VideoRecord, StoredRows]],
-    decision: DecisionConfig,
     query_max_sim: float,
-) -> VideoRecord | None:
-    """``record`` as a copy of one of the ``newer`` originals, if the decision says it is one;
-    None to stay an original."""
+) -> builtins.list[Candidate]:
+    """Candidates from stored rows, with the retrieval score an exact search would give."""
     query = features.search_rows(query_max_sim)
-    cands = []
+    out = []
     for rec, rows in newer:
         desc = np.asarray(rows.descriptors, np.float32)
-        cands.append(
+        out.append(
             Candidate(
                 video_id=rec.video_id,
                 root_id=rec.root_id,
@@ -236,18 +313,4 @@ def _as_copy(
                 retrieval=float(np.max(query @ desc.T)) if len(desc) else 0.0,
             )
         )
-    d = decide(features, cands, decision)
-    if not d.is_duplicate:
-        return None
-    log.info(
-        "race: %s is a copy of %s, committed while it was checked", record.video_id, d.matched_video
-    )
-    fields = record.to_dict() | {
-        "root_id": d.duplicate_for,
-        "is_duplicate": True,
-        "duplicate_for": d.duplicate_for,
-        "matched_video": d.matched_video,
-        "score": float(d.score),
-        "path": d.path,
-    }
-    return VideoRecord(**fields)
+    return out

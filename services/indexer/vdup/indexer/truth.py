@@ -37,11 +37,13 @@ from typing import Literal
 
 import numpy as np
 import psycopg
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from vdup.catalog.types import StoredRows, VideoRecord
 from vdup.errors import Conflict, Unavailable
-from vdup.features.types import AUDIO_DIM, DIM
+from vdup.features.types import AUDIO_DIM, DIM, Thumbnails
+from vdup.matching.explain import Evidence
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,33 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE changes (
         seq bigserial PRIMARY KEY, op text NOT NULL CHECK (op IN ('add', 'update', 'delete')),
         video_id text NOT NULL, original boolean NOT NULL DEFAULT false
+    );
+    """,
+    # 2: the review store (vdup.indexer.review): thumbnails, evidence, verdicts, negative list
+    """
+    CREATE INDEX videos_queue ON videos (is_duplicate, created_at);
+    CREATE TABLE thumbnails (
+        video_id text NOT NULL REFERENCES videos ON DELETE CASCADE, i integer NOT NULL,
+        t real NOT NULL, jpeg bytea NOT NULL, PRIMARY KEY (video_id, i)
+    );
+    CREATE TABLE evidence (
+        video_id text PRIMARY KEY REFERENCES videos ON DELETE CASCADE, doc jsonb NOT NULL
+    );
+    CREATE TABLE evidence_thumbs (
+        video_id text NOT NULL REFERENCES videos ON DELETE CASCADE, side text NOT NULL,
+        i integer NOT NULL, jpeg bytea NOT NULL, matched_video text NOT NULL,
+        PRIMARY KEY (video_id, side, i)
+    );
+    CREATE INDEX evidence_thumbs_match ON evidence_thumbs (matched_video);
+    CREATE TABLE verdicts (
+        seq bigserial PRIMARY KEY, video_id text NOT NULL, at double precision NOT NULL,
+        who text NOT NULL, verdict text NOT NULL, of text NOT NULL, note text NOT NULL,
+        before jsonb NOT NULL, after jsonb NOT NULL, changed jsonb NOT NULL
+    );
+    CREATE INDEX verdicts_video ON verdicts (video_id);
+    CREATE TABLE negatives (
+        video_id text NOT NULL REFERENCES videos ON DELETE CASCADE, not_of text NOT NULL,
+        verdict_seq bigint NOT NULL, PRIMARY KEY (video_id, not_of)
     );
     """,
 )
@@ -117,7 +146,7 @@ class Truth:
         self._pool.close()
 
     @contextmanager
-    def _conn(self, what: str) -> Iterator[psycopg.Connection]:
+    def connection(self, what: str) -> Iterator[psycopg.Connection]:
         """A pooled connection; PostgreSQL not answering becomes ``Unavailable``."""
         try:
             with self._pool.connection() as conn:
@@ -140,7 +169,7 @@ class Truth:
     def upgrade(self) -> int:
         """Apply the migrations this database lacks, in order, each in its own transaction;
         returns the schema version. Refuses (RuntimeError) a database newer than this code."""
-        with self._conn("upgrade") as conn:
+        with self.connection("upgrade") as conn:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                 conn.execute(
@@ -164,7 +193,7 @@ class Truth:
         return len(MIGRATIONS)
 
     def version(self) -> int:
-        with self._conn("version") as conn:
+        with self.connection("version") as conn:
             exists = conn.execute("SELECT to_regclass('schema_version')").fetchone()
             if not exists or exists[0] is None:
                 return 0
@@ -175,42 +204,42 @@ class Truth:
 
     def head(self) -> int:
         """The highest committed change number (0 for an empty catalog)."""
-        with self._conn("head") as conn:
+        with self.connection("head") as conn:
             row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
         return int(row[0]) if row else 0
 
     def get(self, video_id: str) -> VideoRecord | None:
-        with self._conn("get") as conn:
+        with self.connection("get") as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM videos WHERE video_id=%s", (video_id,)
+                f"SELECT {COLUMNS} FROM videos WHERE video_id=%s", (video_id,)
             ).fetchone()
-        return _record(row) if row else None
+        return record_from_row(row) if row else None
 
     def find_sha256(self, sha256: str) -> VideoRecord | None:
-        with self._conn("find_sha256") as conn:
+        with self.connection("find_sha256") as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM videos WHERE sha256=%s ORDER BY created_at, video_id "
+                f"SELECT {COLUMNS} FROM videos WHERE sha256=%s ORDER BY created_at, video_id "
                 "LIMIT 1",
                 (sha256,),
             ).fetchone()
-        return _record(row) if row else None
+        return record_from_row(row) if row else None
 
     def list(self, limit: int = 100, after: str = "") -> list[VideoRecord]:
-        with self._conn("list") as conn:
+        with self.connection("list") as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM videos WHERE video_id > %s ORDER BY video_id LIMIT %s",
+                f"SELECT {COLUMNS} FROM videos WHERE video_id > %s ORDER BY video_id LIMIT %s",
                 (after, limit),
             ).fetchall()
-        return [_record(r) for r in rows]
+        return [record_from_row(r) for r in rows]
 
     def count(self) -> int:
-        with self._conn("count") as conn:
+        with self.connection("count") as conn:
             row = conn.execute("SELECT COUNT(*) FROM videos").fetchone()
         return int(row[0]) if row else 0
 
     def changes(self, after: int, limit: int = 5000) -> builtins.list[Change]:
         """Committed changes with seq > ``after``, in order, at most ``limit``."""
-        with self._conn("changes") as conn:
+        with self.connection("changes") as conn:
             rows = conn.execute(
                 "SELECT seq, op, video_id, original FROM changes WHERE seq > %s ORDER BY seq "
                 "LIMIT %s",
@@ -224,27 +253,34 @@ class Truth:
         """The records and rows of those of ``video_ids`` that exist (one round trip)."""
         if not video_ids:
             return {}
-        with self._conn("stored") as conn:
+        with self.connection("stored") as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS_V}, s.descriptors, s.views, s.times, s.audio FROM videos v "
+                f"SELECT {COLUMNS_V}, s.descriptors, s.views, s.times, s.audio FROM videos v "
                 "LEFT JOIN stored_rows s ON s.video_id = v.video_id WHERE v.video_id = ANY(%s)",
                 (list(video_ids),),
             ).fetchall()
         out = {}
         for r in rows:
-            rec = _record(r[:12])
+            rec = record_from_row(r[:12])
             out[rec.video_id] = (rec, _rows(r[12:]) if r[12] is not None else None)
         return out
 
     # ---------------------------------------------------------------- writes
 
-    def add(self, record: VideoRecord, rows: StoredRows | None) -> int:
-        """Durably add ``record`` and its rows in ONE transaction; returns its change number
-        once committed. Raises Conflict for a known id (nothing written)."""
-        with self._conn("add") as conn:
+    def add(
+        self,
+        record: VideoRecord,
+        rows: StoredRows | None,
+        thumbnails: Thumbnails | None = None,
+        evidence: Evidence | None = None,
+    ) -> int:
+        """Durably add ``record``, its rows, thumbnails and the evidence of its decision in ONE
+        transaction; returns its change number once committed. Raises Conflict for a known id
+        (nothing written)."""
+        with self.connection("add") as conn:
             try:
                 with conn.transaction():
-                    return self._add(conn, record, rows)
+                    return self._add(conn, record, rows, thumbnails, evidence)
             except psycopg.errors.UniqueViolation:
                 raise Conflict(f"video {record.video_id!r} is already in the catalog") from None
 
@@ -253,23 +289,30 @@ class Truth:
         record: VideoRecord,
         rows: StoredRows,
         since: int,
-        recheck: Callable[[builtins.list[tuple[VideoRecord, StoredRows]]], VideoRecord | None],
+        recheck: Callable[
+            [builtins.list[tuple[VideoRecord, StoredRows]]],
+            tuple[VideoRecord, Evidence | None] | None,
+        ],
+        thumbnails: Thumbnails | None = None,
+        evidence: Evidence | None = None,
     ) -> tuple[VideoRecord, int]:
         """Add a video its check decided is an original, settling races in the transaction.
 
         Under ``CHANGE_LOCK`` (so no other write commits meanwhile), the originals added after
         change ``since`` (the head the check's search read) are handed to ``recheck``; when it
-        returns a record (this video as a copy of one of them), that is stored instead.
+        returns (this video as a copy of one of them, that decision's evidence), those are
+        stored instead.
         Returns (the stored record, its change number). Two concurrent checks of one new video
         serialise here, and the second sees the first.
         """
-        with self._conn("add") as conn:
+        with self.connection("add") as conn:
             try:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
                     newer = self._originals_after(conn, since, record.video_id)
-                    final = (recheck(newer) if newer else None) or record
-                    return final, self._add(conn, final, rows)
+                    settled = recheck(newer) if newer else None
+                    final, why = settled if settled is not None else (record, evidence)
+                    return final, self._add(conn, final, rows, thumbnails, why)
             except psycopg.errors.UniqueViolation:
                 raise Conflict(f"video {record.video_id!r} is already in the catalog") from None
 
@@ -277,17 +320,25 @@ class Truth:
         self, conn: psycopg.Connection, since: int, exclude: str
     ) -> builtins.list[tuple[VideoRecord, StoredRows]]:
         rows = conn.execute(
-            f"SELECT {_COLUMNS_V}, s.descriptors, s.views, s.times, s.audio FROM changes c "
+            f"SELECT {COLUMNS_V}, s.descriptors, s.views, s.times, s.audio FROM changes c "
             "JOIN videos v ON v.video_id = c.video_id JOIN stored_rows s ON s.video_id = "
             "c.video_id WHERE c.seq > %s AND c.op = 'add' AND c.original AND c.video_id <> %s "
             "ORDER BY c.seq",
             (since, exclude),
         ).fetchall()
-        return [(_record(r[:12]), _rows(r[12:])) for r in rows]
+        return [(record_from_row(r[:12]), _rows(r[12:])) for r in rows]
 
-    def _add(self, conn: psycopg.Connection, record: VideoRecord, rows: StoredRows | None) -> int:
-        """Inside a transaction: the record, its rows, and its change (taking ``CHANGE_LOCK``)."""
-        conn.execute(f"INSERT INTO videos ({_COLUMNS}) VALUES ({_MARKS})", _values(record))
+    def _add(
+        self,
+        conn: psycopg.Connection,
+        record: VideoRecord,
+        rows: StoredRows | None,
+        thumbnails: Thumbnails | None = None,
+        evidence: Evidence | None = None,
+    ) -> int:
+        """Inside a transaction: the record, its rows, thumbnails and evidence, and its change
+        (taking ``CHANGE_LOCK``)."""
+        conn.execute(f"INSERT INTO videos ({COLUMNS}) VALUES ({_MARKS})", _values(record))
         if rows is not None:
             conn.execute(
                 "INSERT INTO stored_rows VALUES (%s, %s, %s, %s, %s)",
@@ -299,12 +350,41 @@ class Truth:
                     np.ascontiguousarray(rows.audio, np.float16).tobytes(),
                 ),
             )
-        return _change(conn, "add", record.video_id, original=not record.is_duplicate)
+        if thumbnails is not None and len(thumbnails.jpegs):
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO thumbnails VALUES (%s, %s, %s, %s)",
+                    [
+                        (record.video_id, i, float(t), jpeg)
+                        for i, (t, jpeg) in enumerate(
+                            zip(thumbnails.times.tolist(), thumbnails.jpegs)
+                        )
+                    ],
+                )
+        if evidence is not None:
+            conn.execute(
+                "INSERT INTO evidence VALUES (%s, %s)",
+                (record.video_id, Jsonb(evidence.document())),
+            )
+            images = []
+            for i, pair in enumerate(evidence.pairs):
+                if pair.query_jpeg is not None:
+                    images.append((record.video_id, "query", i, pair.query_jpeg, record.video_id))
+                if pair.match_jpeg is not None:
+                    images.append(
+                        (record.video_id, "match", i, pair.match_jpeg, evidence.matched_video)
+                    )
+            if images:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO evidence_thumbs VALUES (%s, %s, %s, %s, %s)", images
+                    )
+        return log_change(conn, "add", record.video_id, original=not record.is_duplicate)
 
     def update_decision(self, record: VideoRecord) -> int | None:
         """Store ``record``'s decision fields (root, duplicate, matched video, score, path);
         returns the change number, None for an unknown video."""
-        with self._conn("update") as conn:
+        with self.connection("update") as conn:
             with conn.transaction():
                 n = conn.execute(
                     "UPDATE videos SET root_id=%s, is_duplicate=%s, duplicate_for=%s, "
@@ -321,32 +401,41 @@ class Truth:
                 ).rowcount
                 if not n:
                     return None
-                return _change(conn, "update", record.video_id)
+                return log_change(conn, "update", record.video_id)
 
     def delete(self, video_id: str) -> int | None:
-        """Delete a video and its rows; returns the change number, None when unknown."""
-        with self._conn("delete") as conn:
+        """Delete a video with its rows, thumbnails, evidence and its frames in other videos'
+        evidence; returns the change number, None when unknown. Verdicts stay (audit log)."""
+        with self.connection("delete") as conn:
             with conn.transaction():
                 n = conn.execute("DELETE FROM videos WHERE video_id=%s", (video_id,)).rowcount
                 if not n:
                     return None
-                return _change(conn, "delete", video_id)
+                conn.execute("DELETE FROM evidence_thumbs WHERE matched_video=%s", (video_id,))
+                return log_change(conn, "delete", video_id)
 
     # ---------------------------------------------------------------- measures
 
     def bytes_per_video(self) -> dict[str, float]:
         """Table bytes (heap + TOAST + indexes) over videos, per table and in all."""
-        with self._conn("sizes") as conn:
+        with self.connection("sizes") as conn:
             n = self.count() or 1
             out = {}
-            for table in ("videos", "stored_rows", "changes"):
+            for table in (
+                "videos",
+                "stored_rows",
+                "changes",
+                "thumbnails",
+                "evidence",
+                "evidence_thumbs",
+            ):
                 row = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()
                 out[table] = round(int(row[0]) / n, 1) if row else 0.0
         out["total"] = round(sum(out.values()), 1)
         return out
 
 
-def _change(conn: psycopg.Connection, op: Op, video_id: str, original: bool = False) -> int:
+def log_change(conn: psycopg.Connection, op: Op, video_id: str, original: bool = False) -> int:
     """Take ``CHANGE_LOCK`` (held to commit), then draw the change's number: commit order."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_LOCK,))
     row = conn.execute(
@@ -371,8 +460,8 @@ _FIELDS = (
     "created_at",
     "source",
 )
-_COLUMNS = ", ".join(_FIELDS)
-_COLUMNS_V = ", ".join(f"v.{f}" for f in _FIELDS)
+COLUMNS = ", ".join(_FIELDS)
+COLUMNS_V = ", ".join(f"v.{f}" for f in _FIELDS)
 _MARKS = ", ".join(["%s"] * len(_FIELDS))
 
 
@@ -380,7 +469,7 @@ def _values(record: VideoRecord) -> tuple:
     return tuple(getattr(record, f) for f in _FIELDS)
 
 
-def _record(row: tuple) -> VideoRecord:
+def record_from_row(row: tuple) -> VideoRecord:
     return VideoRecord(
         video_id=row[0],
         root_id=row[1],

@@ -1,8 +1,9 @@
 """The moderators' API: the review queue, each decision's evidence, verdicts and the audit log.
 
 Every route here needs the ``moderate`` role (``vdup.api.routes.deps``). The data comes from
-the catalog's review store (``vdup.catalog.review``); a deployment whose catalog has none (the
-sharded catalog) answers 501 with a message saying so, never an empty queue that looks fine.
+the catalog's review store (``vdup.catalog.review``: the embedded catalog's SQLite, or the
+PostgreSQL truth of the platform mode); a deployment whose catalog has none (shards that own
+their data) answers 501 with a message saying so, never an empty queue that looks fine.
 The page that uses these routes is ``/review`` (``vdup.api.routes.pages``).
 """
 
@@ -109,8 +110,9 @@ def _review(state: AppState) -> ReviewStore:
     review = state.checker.review
     if review is None:
         raise ReviewUnavailable(
-            "this deployment's catalog keeps no evidence or verdicts: review needs the "
-            "embedded catalog (the sharded catalog gains it with the PostgreSQL truth)"
+            "this deployment's catalog keeps no evidence or verdicts: sharded shards that own "
+            "their data have no review store; use the embedded catalog, or the PostgreSQL "
+            "truth (VDUP_DATABASE_URL) with shard replicas"
         )
     return review
 
