@@ -211,7 +211,7 @@ async def evidence_image(
 @router.post(
     "/videos/{video_id}/verdict",
     response_model=VerdictOut,
-    responses=error_responses(401, 403, 404, 409, 422, 501, 507),
+    responses=error_responses(400, 401, 403, 404, 409, 422, 501, 507),
 )
 async def verdict(video_id: VideoId, body: VerdictIn, state: State, who: Moderator) -> dict:
     """Overturn or confirm a decision. The video, and the copies that named it, are re-pointed
