@@ -18,7 +18,7 @@ import pytest
 
 from support.shards import FeatureExtractor, free_port, payload
 from vdup.checker import DuplicateChecker
-from vdup.devstack.stack import ServiceProcess, shard_process
+from vdup.devstack.stack import LocalStack, ServiceProcess, shard_process
 from vdup.indexer.placement import placement
 from vdup.indexer.replicated import ReplicatedCatalog, StaticReplicas
 from vdup.indexer.truth import Truth
@@ -327,3 +327,66 @@ def _decision(answer: dict) -> tuple:
     differ in the last digits: each of two shards returns its own k nearest rows, so a
     candidate's retrieval score, one of the model's inputs, can be found a little higher.)"""
     return answer["is_duplicate"], answer["duplicate_for"], answer["matched_video"]
+
+
+def test_two_api_processes_settle_concurrent_copies_through_the_database():
+    """The race across two real API processes (uvicorn, real models) over the local platform
+    stack: a new video and its mirrored copy, sent to both at once, end as one original and one
+    copy, 50 times out of 50. Each round deletes its pair, so the next one is new content again
+    (generated clips of different seeds can look alike to the model)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from support.media import make_video
+    from support.postgres import require_postgres, server_root
+
+    require_postgres()
+    with server_root() as root:
+        data = root / "data"
+        stack = LocalStack(
+            2,
+            replicas=2,
+            triton=False,
+            data_root=data,
+            api_port=free_port(),
+            shard_ports=[free_port() for _ in range(4)],
+        )
+        with stack:
+            second = ServiceProcess(
+                "api-2",
+                [
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port := free_port()),
+                    "--data",
+                    str(data / "api-2"),
+                ],
+                f"http://127.0.0.1:{port}/readyz",
+                env=dict(stack.api.extra_env),
+                log_path=data / "logs" / "api-2.log",
+            )
+            second.start().wait_ready(120)
+            urls = [stack.api_url, f"http://127.0.0.1:{port}"]
+            clips = [make_video(1), make_video(1, hflip=True, audio_seed=21)]
+            try:
+                with httpx.Client(timeout=120) as http, ThreadPoolExecutor(2) as pool:
+                    for rep in range(50):
+
+                        def post(k, rep=rep):
+                            files = {"file": (f"v{rep}-{k}.mp4", clips[k], "video/mp4")}
+                            r = http.post(
+                                f"{urls[k]}/videos", files=files, data={"uuid": f"v{rep}-{k}"}
+                            )
+                            assert r.status_code == 200, r.text
+                            return r.json()
+
+                        answers = list(pool.map(post, range(2)))
+                        originals = [a for a in answers if not a["is_duplicate"]]
+                        assert len(originals) == 1, (rep, answers)
+                        copy = next(a for a in answers if a["is_duplicate"])
+                        assert copy["duplicate_for"] == originals[0]["uuid"], (rep, answers)
+                        for k in range(2):
+                            assert http.delete(f"{urls[0]}/videos/v{rep}-{k}").status_code == 204
+            finally:
+                second.stop()
