@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from support.shards import FeatureExtractor, free_port, payload
+from support.shards import FeatureExtractor, payload
 from vdup.checker import DuplicateChecker
 from vdup.devstack.stack import LocalStack, ServiceProcess, shard_process
 from vdup.indexer.placement import placement
@@ -34,11 +34,12 @@ class Replicas:
 
     def __init__(self, root, database_url: str) -> None:
         env = {"VDUP_DATABASE_URL": database_url, "VDUP_INDEXER_SHARDS": str(SHARDS)}
+        ports = iter(distinct_ports(SHARDS * REPLICAS))
         self.procs: list[list[ServiceProcess]] = [
             [
                 shard_process(
                     i,
-                    free_port(),
+                    next(ports),
                     root / f"shard-{i}-r{r}",
                     log_path=root / "logs" / f"shard-{i}-r{r}.log",
                     env=env,
@@ -342,13 +343,15 @@ def test_two_api_processes_settle_concurrent_copies_through_the_database():
     require_postgres()
     with server_root() as root:
         data = root / "data"
+        ports = distinct_ports(7)  # picked together: PostgreSQL's own pick could meet a shard's
         stack = LocalStack(
             2,
             replicas=2,
             triton=False,
             data_root=data,
-            api_port=free_port(),
-            shard_ports=[free_port() for _ in range(4)],
+            api_port=ports[0],
+            shard_ports=ports[1:5],
+            postgres_port=ports[5],
         )
         with stack:
             second = ServiceProcess(
@@ -358,7 +361,7 @@ def test_two_api_processes_settle_concurrent_copies_through_the_database():
                     "--host",
                     "127.0.0.1",
                     "--port",
-                    str(port := free_port()),
+                    str(port := ports[6]),
                     "--data",
                     str(data / "api-2"),
                 ],
@@ -390,3 +393,19 @@ def test_two_api_processes_settle_concurrent_copies_through_the_database():
                             assert http.delete(f"{urls[0]}/videos/v{rep}-{k}").status_code == 204
             finally:
                 second.stop()
+
+
+def distinct_ports(n: int) -> list[int]:
+    """``n`` different free loopback ports, held open together while they are chosen."""
+    import socket
+
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
