@@ -90,6 +90,14 @@ def matrix_shapes() -> list[Shape]:
     return shapes
 
 
+#: codec -> (encoder, preset, crf, the encoder's own parameter option); keyframes only every GOP.
+ENCODERS = {
+    "h264": ("libx264", "veryfast", "23", "x264-params"),
+    "hevc": ("libx265", "ultrafast", "26", "x265-params"),
+}
+EXTRA_PARAMS = {"h264": "", "hevc": ":log-level=error"}
+
+
 def make_clip(shape: Shape, path: Path) -> None:
     """Encode ``shape`` to ``path``: a textured picture twice the frame's size, panned across,
     with moving discs; keyframes every ``gop_s`` and nowhere else."""
@@ -101,26 +109,13 @@ def make_clip(shape: Shape, path: Path) -> None:
     texture = texture.astype(np.uint8)
     gop = int(round(shape.gop_s * shape.fps))
     with av.open(str(path), "w", format="mp4") as out:
-        if shape.codec == "h264":
-            v = out.add_stream(
-                "libx264",
-                rate=shape.fps,
-                options={
-                    "preset": "veryfast",
-                    "crf": "23",
-                    "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0",
-                },
-            )
-        else:
-            v = out.add_stream(
-                "libx265",
-                rate=shape.fps,
-                options={
-                    "preset": "ultrafast",
-                    "crf": "26",
-                    "x265-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:log-level=error",
-                },
-            )
+        encoder, preset, crf, params = ENCODERS[shape.codec]
+        keys = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+        v = out.add_stream(
+            encoder,
+            rate=shape.fps,
+            options={"preset": preset, "crf": crf, params: keys + EXTRA_PARAMS[shape.codec]},
+        )
         v.width, v.height, v.pix_fmt = shape.width, shape.height, "yuv420p"
         a = out.add_stream("aac", rate=44_100) if shape.audio else None
         n = int(shape.duration_s * shape.fps)

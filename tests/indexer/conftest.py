@@ -13,3 +13,14 @@ def shards(tmp_path):
     s = Shards(tmp_path, 2).start()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def truth(database_url):
+    """A ``Truth`` over a fresh, upgraded database."""
+    from vdup.indexer.truth import Truth
+
+    t = Truth(database_url)
+    t.upgrade()
+    yield t
+    t.close()

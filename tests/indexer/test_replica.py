@@ -3,22 +3,12 @@ updates and deletes in order, and a restart resumes from what its view already a
 
 from __future__ import annotations
 
-import pytest
-
 from support.shards import record, scene
 from vdup.catalog.local import LocalCatalog
 from vdup.catalog.types import StoredRows
 from vdup.indexer.placement import placement
 from vdup.indexer.replica import Replica
 from vdup.indexer.truth import Truth
-
-
-@pytest.fixture
-def truth(database_url):
-    t = Truth(database_url)
-    t.upgrade()
-    yield t
-    t.close()
 
 
 def fill(truth: Truth, n: int) -> list[str]:

@@ -17,14 +17,6 @@ from vdup.errors import Conflict, Unavailable
 from vdup.indexer.truth import CHANGE_LOCK, MIGRATIONS, Truth
 
 
-@pytest.fixture
-def truth(database_url):
-    t = Truth(database_url)
-    t.upgrade()
-    yield t
-    t.close()
-
-
 def rows(seed: int) -> StoredRows:
     return StoredRows.from_features(scene(seed))
 

@@ -11,7 +11,7 @@ from tritonclient.utils import InferenceServerException
 
 from support.media import make_video
 from vdup.errors import BadMedia, Unavailable
-from vdup.triton.client import TritonExtractor
+from vdup.triton.client import OUTPUTS, TritonExtractor
 
 pytestmark = [pytest.mark.triton, pytest.mark.slow]  # tritonserver
 
@@ -19,15 +19,7 @@ pytestmark = [pytest.mark.triton, pytest.mark.slow]  # tritonserver
 def infer(
     server,
     data: bytes,
-    outputs=(
-        "TIMESTAMPS",
-        "BOX",
-        "META",
-        "EMBEDDING",
-        "AUDIO_EMBEDDING",
-        "THUMBNAILS",
-        "THUMB_TIMES",
-    ),
+    outputs=OUTPUTS,
     model: str = "ensemble_model",
 ) -> dict[str, np.ndarray]:
     client = grpcclient.InferenceServerClient(server.grpc_url)

@@ -70,6 +70,8 @@ def build_checker(
 def _review_store(catalog: Catalog) -> ReviewStore | None:
     """The catalog itself where it keeps a review store: the embedded catalog, and the platform
     mode's (in the PostgreSQL truth); None for shards that own their data."""
+    if isinstance(catalog, LocalCatalog):
+        return catalog
     from vdup.indexer.replicated import ReplicatedCatalog
 
-    return catalog if isinstance(catalog, LocalCatalog | ReplicatedCatalog) else None
+    return catalog if isinstance(catalog, ReplicatedCatalog) else None

@@ -19,15 +19,15 @@ Verdict semantics (``apply_verdict``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from vdup.catalog.types import VideoRecord
 from vdup.errors import Conflict, NotFound
 from vdup.features.types import Thumbnails
-from vdup.matching.explain import Evidence
 
 VerdictKind = Literal["not_duplicate", "duplicate_of"]
 Side = Literal["query", "match"]
@@ -117,7 +117,79 @@ class QueueItem:
     query_segment_s: tuple[float, float] | None
     match_segment_s: tuple[float, float] | None
     verdict: AuditEntry | None = None
-    extra: dict = field(default_factory=dict)
+
+
+#: The columns of an audit entry, in the order ``audit_entry`` reads them.
+AUDIT_COLUMNS = "seq, video_id, at, who, verdict, of, note, before, after, changed"
+
+
+def queue_sql(query: QueueQuery, mark: str) -> tuple[str, list[object]]:
+    """The ``WHERE ... ORDER BY ... LIMIT`` of the review queue over ``videos v`` (both stores
+    run it), with its arguments; ``mark``: the driver's placeholder ('?' or '%s')."""
+    ruled = "EXISTS (SELECT 1 FROM verdicts d WHERE d.video_id = v.video_id)"
+    where = [f"v.score >= {mark}", f"v.score <= {mark}"]
+    args: list[object] = [query.min_score, query.max_score]
+    if query.path:
+        where.append(f"v.path = {mark}")
+        args.append(query.path)
+    if query.status == "open":  # duplicates nobody has ruled on
+        where += ["v.is_duplicate = TRUE", f"NOT {ruled}"]
+    else:  # and the videos ruled on, whatever the ruling made them
+        where.append(f"(v.is_duplicate = TRUE OR {ruled})")
+    order = (
+        "v.created_at DESC, v.score ASC, v.video_id"
+        if query.sort == "newest"
+        else "v.score ASC, v.created_at DESC, v.video_id"
+    )
+    return f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {mark}", [*args, query.limit]
+
+
+def queue_item(record: VideoRecord, doc: dict | None, last: AuditEntry | None) -> QueueItem:
+    """A queue row: the record, the segments of its evidence document, its latest verdict."""
+    doc = doc or {}
+    return QueueItem(
+        record, _segment(doc.get("query_segment_s")), _segment(doc.get("match_segment_s")), last
+    )
+
+
+def stored_evidence(
+    video_id: str, doc: dict, present: set[tuple[str, int]], verdicts: list[AuditEntry]
+) -> StoredEvidence:
+    """Evidence as read back: ``present`` holds the (side, pair index) of the kept thumbnails;
+    ``verdicts`` newest first, as ``audit`` gives them."""
+    n = len(doc["pairs"])
+    return StoredEvidence(
+        video_id,
+        doc,
+        tuple(("query", i) in present for i in range(n)),
+        tuple(("match", i) in present for i in range(n)),
+        tuple(verdicts[::-1]),
+    )
+
+
+def audit_entry(row: Sequence) -> AuditEntry:
+    """An entry from a row in ``AUDIT_COLUMNS`` order; the JSON columns as text (SQLite) or
+    already decoded (PostgreSQL jsonb)."""
+
+    def js(value: object) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    return AuditEntry(
+        seq=int(row[0]),
+        video_id=row[1],
+        at=float(row[2]),
+        who=row[3],
+        verdict=row[4],
+        of=row[5],
+        note=row[6],
+        before=js(row[7]),
+        after=js(row[8]),
+        changed=tuple(js(row[9])),
+    )
+
+
+def _segment(value: list | None) -> tuple[float, float] | None:
+    return (float(value[0]), float(value[1])) if value else None
 
 
 class ReviewStore(Protocol):
@@ -201,12 +273,14 @@ def plan_verdict(
 def _moved(
     record: VideoRecord, root: str, is_duplicate: bool, path: str, matched: str | None = None
 ) -> VideoRecord:
-    d = record.to_dict()
-    d.update(root_id=root, is_duplicate=is_duplicate, duplicate_for=root if is_duplicate else "")
-    d["path"] = path
-    if matched is not None:
-        d["matched_video"] = matched
-    return VideoRecord(**d)
+    return replace(
+        record,
+        root_id=root,
+        is_duplicate=is_duplicate,
+        duplicate_for=root if is_duplicate else "",
+        path=path,
+        matched_video=record.matched_video if matched is None else matched,
+    )
 
 
 #: Columns of ``labels``: the Yappy manifest's, which ``vdup calibrate`` and ``vdup eval`` read.
@@ -251,16 +325,3 @@ def _label(rec: VideoRecord, kind: str) -> dict:
         "duplicate_for": rec.duplicate_for,
         "kind": kind,
     }
-
-
-__all__ = [
-    "AuditEntry",
-    "Evidence",
-    "labels",
-    "Outcome",
-    "QueueItem",
-    "QueueQuery",
-    "ReviewStore",
-    "StoredEvidence",
-    "Verdict",
-]

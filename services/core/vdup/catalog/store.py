@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from vdup.catalog.review import (
+    AUDIT_COLUMNS,
     AuditEntry,
     Outcome,
     QueueItem,
@@ -39,7 +40,11 @@ from vdup.catalog.review import (
     Side,
     StoredEvidence,
     Verdict,
+    audit_entry,
     plan_verdict,
+    queue_item,
+    queue_sql,
+    stored_evidence,
 )
 from vdup.catalog.types import StoredRows, VideoRecord
 from vdup.errors import NotFound, StorageError
@@ -139,7 +144,7 @@ class SqliteStore:
 
     def record(self, video_id: str) -> VideoRecord | None:
         row = self.db.execute("SELECT * FROM videos WHERE video_id=?", (video_id,)).fetchone()
-        return _record(row) if row else None
+        return VideoRecord.from_row(row) if row else None
 
     def is_pending(self, video_id: str) -> bool:
         q = "SELECT 1 FROM pending WHERE video_id=?"
@@ -149,13 +154,13 @@ class SqliteStore:
         row = self.db.execute(
             "SELECT * FROM videos WHERE sha256=? ORDER BY created_at, video_id LIMIT 1", (sha256,)
         ).fetchone()
-        return _record(row) if row else None
+        return VideoRecord.from_row(row) if row else None
 
     def records(self, limit: int, after: str) -> list[VideoRecord]:
         rows = self.db.execute(
             "SELECT * FROM videos WHERE video_id > ? ORDER BY video_id LIMIT ?", (after, limit)
         ).fetchall()
-        return [_record(r) for r in rows]
+        return [VideoRecord.from_row(r) for r in rows]
 
     def count_videos(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM videos").fetchone()[0])
@@ -303,7 +308,7 @@ class SqliteStore:
         return np.concatenate(new_ids), np.concatenate(new_vecs)
 
     def _insert_record(self, record: VideoRecord, pending: bool) -> None:
-        self.db.execute("INSERT INTO videos VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", _values(record))
+        self.db.execute("INSERT INTO videos VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", record.as_row())
         if pending:
             self.db.execute("INSERT INTO pending VALUES (?)", (record.video_id,))
 
@@ -451,20 +456,9 @@ class SqliteStore:
         row = self.db.execute("SELECT doc FROM evidence WHERE video_id=?", (video_id,)).fetchone()
         if row is None:
             return None
-        doc = json.loads(row[0])
-        present = set(
-            self.db.execute(
-                "SELECT side, i FROM evidence_thumbs WHERE video_id=?", (video_id,)
-            ).fetchall()
-        )
-        n = len(doc["pairs"])
-        return StoredEvidence(
-            video_id,
-            doc,
-            tuple(("query", i) in present for i in range(n)),
-            tuple(("match", i) in present for i in range(n)),
-            tuple(self.audit(1000, video_id)[::-1]),
-        )
+        q = "SELECT side, i FROM evidence_thumbs WHERE video_id=?"
+        present = {(r[0], int(r[1])) for r in self.db.execute(q, (video_id,))}
+        return stored_evidence(video_id, json.loads(row[0]), present, self.audit(1000, video_id))
 
     def evidence_image(self, video_id: str, side: Side, index: int) -> bytes | None:
         row = self.db.execute(
@@ -474,50 +468,31 @@ class SqliteStore:
         return bytes(row[0]) if row else None
 
     def review_queue(self, query: QueueQuery) -> list[QueueItem]:
-        ruled = "EXISTS (SELECT 1 FROM verdicts d WHERE d.video_id=v.video_id)"
-        where = ["v.score >= ?", "v.score <= ?"]
-        args: list[object] = [query.min_score, query.max_score]
-        if query.path:
-            where.append("v.path=?")
-            args.append(query.path)
-        if query.status == "open":  # duplicates nobody has ruled on
-            where += ["v.is_duplicate=1", f"NOT {ruled}"]
-        else:  # and the videos ruled on, whatever the ruling made them
-            where.append(f"(v.is_duplicate=1 OR {ruled})")
-        order = (
-            "v.created_at DESC, v.score ASC, v.video_id"
-            if query.sort == "newest"
-            else "v.score ASC, v.created_at DESC, v.video_id"
-        )
+        clause, args = queue_sql(query, "?")
         rows = self.db.execute(
             f"SELECT v.*, e.doc FROM videos v LEFT JOIN evidence e ON e.video_id=v.video_id "
-            f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?",
-            [*args, query.limit],
+            f"{clause}",
+            args,
         ).fetchall()
-        items = []
-        for row in rows:
-            doc = json.loads(row[12]) if row[12] else {}
-            last = self.audit(1, row[0])
-            items.append(
-                QueueItem(
-                    _record(row[:12]),
-                    _segment(doc.get("query_segment_s")),
-                    _segment(doc.get("match_segment_s")),
-                    last[0] if last else None,
-                )
+        return [
+            queue_item(
+                VideoRecord.from_row(row[:12]),
+                json.loads(row[12]) if row[12] else None,
+                next(iter(self.audit(1, row[0])), None),
             )
-        return items
+            for row in rows
+        ]
 
     def audit(self, limit: int = 100, video_id: str = "") -> list[AuditEntry]:
         """Verdicts, newest first; only ``video_id``'s when given."""
+        q = f"SELECT {AUDIT_COLUMNS} FROM verdicts "
         if video_id:
-            q = "SELECT * FROM verdicts WHERE video_id=? ORDER BY seq DESC LIMIT ?"
-            rows = self.db.execute(q, (video_id, limit)).fetchall()
-        else:
             rows = self.db.execute(
-                "SELECT * FROM verdicts ORDER BY seq DESC LIMIT ?", (limit,)
+                q + "WHERE video_id=? ORDER BY seq DESC LIMIT ?", (video_id, limit)
             ).fetchall()
-        return [_entry(r) for r in rows]
+        else:
+            rows = self.db.execute(q + "ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+        return [audit_entry(r) for r in rows]
 
     def negatives(self, video_ids: list[str]) -> dict[str, frozenset[str]]:
         out: dict[str, set[str]] = {}
@@ -685,59 +660,6 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         db.execute("ALTER TABLE rows ADD COLUMN indexed INTEGER NOT NULL DEFAULT 1")
     if version < SCHEMA_VERSION:
         db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION),))
-
-
-def _values(record: VideoRecord) -> tuple:
-    return (
-        record.video_id,
-        record.root_id,
-        record.sha256,
-        int(record.is_duplicate),
-        record.duplicate_for,
-        record.matched_video,
-        record.score,
-        record.path,
-        record.duration_s,
-        record.frames,
-        record.created_at,
-        record.source,
-    )
-
-
-def _record(row: tuple) -> VideoRecord:
-    return VideoRecord(
-        video_id=row[0],
-        root_id=row[1],
-        sha256=row[2],
-        is_duplicate=bool(row[3]),
-        duplicate_for=row[4],
-        matched_video=row[5],
-        score=float(row[6]),
-        path=row[7],
-        duration_s=float(row[8]),
-        frames=int(row[9]),
-        created_at=float(row[10]),
-        source=row[11],
-    )
-
-
-def _entry(row: tuple) -> AuditEntry:
-    return AuditEntry(
-        seq=int(row[0]),
-        video_id=row[1],
-        at=float(row[2]),
-        who=row[3],
-        verdict=row[4],
-        of=row[5],
-        note=row[6],
-        before=json.loads(row[7]),
-        after=json.loads(row[8]),
-        changed=tuple(json.loads(row[9])),
-    )
-
-
-def _segment(value: list | None) -> tuple[float, float] | None:
-    return (float(value[0]), float(value[1])) if value else None
 
 
 def _chunks[T](items: list[T]) -> Iterator[list[T]]:

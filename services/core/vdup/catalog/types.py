@@ -10,7 +10,8 @@ FAISS row ids are internal integers; the store maps them to (video id, time, vie
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -40,6 +41,32 @@ class VideoRecord:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def as_row(self) -> tuple:
+        """The fields in ``RECORD_FIELDS`` order, as both stores' ``videos`` tables hold them."""
+        return tuple(getattr(self, f) for f in RECORD_FIELDS)
+
+    @staticmethod
+    def from_row(row: Sequence) -> VideoRecord:
+        """The record of a ``videos`` row read in ``RECORD_FIELDS`` order (SQLite or PostgreSQL)."""
+        return VideoRecord(
+            video_id=row[0],
+            root_id=row[1],
+            sha256=row[2],
+            is_duplicate=bool(row[3]),
+            duplicate_for=row[4],
+            matched_video=row[5],
+            score=float(row[6]),
+            path=row[7],
+            duration_s=float(row[8]),
+            frames=int(row[9]),
+            created_at=float(row[10]),
+            source=row[11],
+        )
+
+
+#: The record's columns, in the order of the ``videos`` tables and of ``as_row``/``from_row``.
+RECORD_FIELDS = tuple(f.name for f in fields(VideoRecord))
 
 
 @dataclass

@@ -37,7 +37,12 @@ from vdup.catalog.types import StoredRows, VideoRecord
 from vdup.errors import Conflict, Unavailable
 from vdup.features.types import QUERY_MAX_SIM, VideoFeatures
 from vdup.indexer import wire
-from vdup.indexer.discovery import KubernetesShards, ShardDirectory, StaticShards
+from vdup.indexer.discovery import (
+    KubernetesShards,
+    ShardDirectory,
+    StaticShards,
+    uses_kubernetes,
+)
 from vdup.indexer.placement import jump_hash as jump_hash
 from vdup.indexer.placement import placement as placement
 from vdup.indexer.races import settle
@@ -102,20 +107,16 @@ class ShardedCatalog:
 
     @classmethod
     def from_settings(cls, settings) -> ShardedCatalog:
-        if settings.indexer_discovery == "kubernetes":
-            shards: ShardDirectory = KubernetesShards(
+        shards: ShardDirectory = (
+            KubernetesShards(
                 settings.indexer_service,
                 settings.indexer_namespace,
                 settings.indexer_port,
                 expected=getattr(settings, "indexer_shards", 0),
             )
-        elif settings.indexer_discovery not in ("", "static"):
-            raise ValueError(
-                f"VDUP_INDEXER_DISCOVERY={settings.indexer_discovery!r}: use "
-                "'kubernetes' or set VDUP_INDEXER_URLS"
-            )
-        else:
-            shards = StaticShards(settings.indexer_urls)
+            if uses_kubernetes(settings)
+            else StaticShards(settings.indexer_urls)
+        )
         return cls(
             shards,
             timeout_s=settings.indexer_timeout_s,

@@ -58,6 +58,19 @@ _ORDINAL = re.compile(r"-(\d+)$")
 GROWTH_SETTLE_S = 60.0
 
 
+def uses_kubernetes(settings) -> bool:
+    """True for ``VDUP_INDEXER_DISCOVERY=kubernetes``, False for '' or 'static' (the URL list);
+    ValueError for anything else."""
+    if settings.indexer_discovery == "kubernetes":
+        return True
+    if settings.indexer_discovery not in ("", "static"):
+        raise ValueError(
+            f"VDUP_INDEXER_DISCOVERY={settings.indexer_discovery!r}: use "
+            "'kubernetes' or set VDUP_INDEXER_URLS"
+        )
+    return False
+
+
 class ShardDirectory(Protocol):
     def urls(self) -> list[str]:
         """Shard base URLs, position i = shard i."""

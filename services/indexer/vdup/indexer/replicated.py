@@ -46,7 +46,8 @@ from vdup.errors import Unavailable
 from vdup.features.types import QUERY_MAX_SIM, Thumbnails, VideoFeatures
 from vdup.indexer import wire
 from vdup.indexer.client import ShardedCatalog, merge_candidates
-from vdup.indexer.discovery import KubernetesReplicas, ReplicaDirectory
+from vdup.indexer.discovery import KubernetesReplicas, ReplicaDirectory, uses_kubernetes
+from vdup.indexer.races import as_copy
 from vdup.indexer.review import TruthReview
 from vdup.indexer.routes import APPLIED_HEADER, MIN_SEQ_HEADER
 from vdup.indexer.truth import Truth
@@ -111,15 +112,11 @@ class ReplicatedCatalog(ShardedCatalog):
     def from_settings(cls, settings) -> ReplicatedCatalog:
         """Replicas from EndpointSlices (``VDUP_INDEXER_DISCOVERY=kubernetes``: one headless
         Service per replica index, ``KubernetesReplicas``) or from ``VDUP_INDEXER_URLS``."""
-        if settings.indexer_discovery == "kubernetes":
-            replicas: ReplicaDirectory = KubernetesReplicas.from_settings(settings)
-        elif settings.indexer_discovery not in ("", "static"):
-            raise ValueError(
-                f"VDUP_INDEXER_DISCOVERY={settings.indexer_discovery!r}: use "
-                "'kubernetes' or set VDUP_INDEXER_URLS"
-            )
-        else:
-            replicas = StaticReplicas(settings.indexer_urls)
+        replicas: ReplicaDirectory = (
+            KubernetesReplicas.from_settings(settings)
+            if uses_kubernetes(settings)
+            else StaticReplicas(settings.indexer_urls)
+        )
         return cls(
             Truth(settings.database_url),
             replicas,
@@ -249,16 +246,8 @@ class ReplicatedCatalog(ShardedCatalog):
             record.video_id,
             d.matched_video,
         )
-        fields = record.to_dict() | {
-            "root_id": d.duplicate_for,
-            "is_duplicate": True,
-            "duplicate_for": d.duplicate_for,
-            "matched_video": d.matched_video,
-            "score": float(d.score),
-            "path": d.path,
-        }
         why = explain(d, features, self.review.thumbnails(d.matched_video)) if explained else None
-        return VideoRecord(**fields), why
+        return as_copy(record, d.duplicate_for, d.matched_video, d.score, d.path), why
 
     def delete(self, video_id: str) -> bool:
         return self.truth.delete(video_id) is not None

@@ -16,6 +16,7 @@ import numpy as np
 from psycopg.types.json import Jsonb
 
 from vdup.catalog.review import (
+    AUDIT_COLUMNS,
     AuditEntry,
     Outcome,
     QueueItem,
@@ -23,12 +24,16 @@ from vdup.catalog.review import (
     Side,
     StoredEvidence,
     Verdict,
+    audit_entry,
     plan_verdict,
+    queue_item,
+    queue_sql,
+    stored_evidence,
 )
 from vdup.catalog.types import VideoRecord
 from vdup.errors import NotFound
 from vdup.features.types import Thumbnails
-from vdup.indexer.truth import COLUMNS, COLUMNS_V, Truth, log_change, record_from_row
+from vdup.indexer.truth import COLUMNS, COLUMNS_V, Truth, log_change
 
 
 class TruthReview:
@@ -53,21 +58,9 @@ class TruthReview:
             row = conn.execute("SELECT doc FROM evidence WHERE video_id=%s", (video_id,)).fetchone()
             if row is None:
                 return None
-            present = {
-                (r[0], int(r[1]))
-                for r in conn.execute(
-                    "SELECT side, i FROM evidence_thumbs WHERE video_id=%s", (video_id,)
-                )
-            }
-        doc = row[0]
-        n = len(doc["pairs"])
-        return StoredEvidence(
-            video_id,
-            doc,
-            tuple(("query", i) in present for i in range(n)),
-            tuple(("match", i) in present for i in range(n)),
-            tuple(self.audit(1000, video_id)[::-1]),
-        )
+            q = "SELECT side, i FROM evidence_thumbs WHERE video_id=%s"
+            present = {(r[0], int(r[1])) for r in conn.execute(q, (video_id,))}
+        return stored_evidence(video_id, row[0], present, self.audit(1000, video_id))
 
     def evidence_image(self, video_id: str, side: Side, index: int) -> bytes | None:
         with self.truth.connection("evidence_image") as conn:
@@ -78,47 +71,22 @@ class TruthReview:
         return bytes(row[0]) if row else None
 
     def review_queue(self, query: QueueQuery) -> builtins.list[QueueItem]:
-        ruled = "EXISTS (SELECT 1 FROM verdicts d WHERE d.video_id = v.video_id)"
-        where = ["v.score >= %s", "v.score <= %s"]
-        args: builtins.list[object] = [query.min_score, query.max_score]
-        if query.path:
-            where.append("v.path = %s")
-            args.append(query.path)
-        if query.status == "open":
-            where += ["v.is_duplicate", f"NOT {ruled}"]
-        else:
-            where.append(f"(v.is_duplicate OR {ruled})")
-        order = (
-            "v.created_at DESC, v.score ASC, v.video_id"
-            if query.sort == "newest"
-            else "v.score ASC, v.created_at DESC, v.video_id"
-        )
+        clause, args = queue_sql(query, "%s")
         with self.truth.connection("review_queue") as conn:
             rows = conn.execute(
                 f"SELECT {COLUMNS_V}, e.doc FROM videos v LEFT JOIN evidence e "
-                f"ON e.video_id = v.video_id WHERE {' AND '.join(where)} ORDER BY {order} "
-                "LIMIT %s",
-                [*args, query.limit],
+                f"ON e.video_id = v.video_id {clause}",
+                args,
             ).fetchall()
-        items = []
-        for row in rows:
-            doc = row[12] or {}
-            last = self.audit(1, row[0])
-            items.append(
-                QueueItem(
-                    record_from_row(row[:12]),
-                    _segment(doc.get("query_segment_s")),
-                    _segment(doc.get("match_segment_s")),
-                    last[0] if last else None,
-                )
+        return [
+            queue_item(
+                VideoRecord.from_row(row[:12]), row[12], next(iter(self.audit(1, row[0])), None)
             )
-        return items
+            for row in rows
+        ]
 
     def audit(self, limit: int = 100, video_id: str = "") -> builtins.list[AuditEntry]:
-        q = (
-            "SELECT seq, video_id, at, who, verdict, of, note, before, after, changed "
-            "FROM verdicts "
-        )
+        q = f"SELECT {AUDIT_COLUMNS} FROM verdicts "
         with self.truth.connection("audit") as conn:
             if video_id:
                 rows = conn.execute(
@@ -126,12 +94,7 @@ class TruthReview:
                 ).fetchall()
             else:
                 rows = conn.execute(q + "ORDER BY seq DESC LIMIT %s", (limit,)).fetchall()
-        return [
-            AuditEntry(
-                int(r[0]), float(r[2]), r[3], r[1], r[4], r[5], r[6], r[7], r[8], tuple(r[9])
-            )
-            for r in rows
-        ]
+        return [audit_entry(r) for r in rows]
 
     def negatives(self, video_ids: builtins.list[str]) -> dict[str, frozenset[str]]:
         if not video_ids:
@@ -218,8 +181,4 @@ def _locked(conn, video_id: str) -> VideoRecord | None:
     row = conn.execute(
         f"SELECT {COLUMNS} FROM videos WHERE video_id=%s FOR UPDATE", (video_id,)
     ).fetchone()
-    return record_from_row(row) if row else None
-
-
-def _segment(value: list | None) -> tuple[float, float] | None:
-    return (float(value[0]), float(value[1])) if value else None
+    return VideoRecord.from_row(row) if row else None

@@ -40,7 +40,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from vdup.catalog.types import StoredRows, VideoRecord
+from vdup.catalog.types import RECORD_FIELDS, StoredRows, VideoRecord
 from vdup.errors import Conflict, Unavailable
 from vdup.features.types import AUDIO_DIM, DIM, Thumbnails
 from vdup.matching.explain import Evidence
@@ -213,7 +213,7 @@ class Truth:
             row = conn.execute(
                 f"SELECT {COLUMNS} FROM videos WHERE video_id=%s", (video_id,)
             ).fetchone()
-        return record_from_row(row) if row else None
+        return VideoRecord.from_row(row) if row else None
 
     def find_sha256(self, sha256: str) -> VideoRecord | None:
         with self.connection("find_sha256") as conn:
@@ -222,7 +222,7 @@ class Truth:
                 "LIMIT 1",
                 (sha256,),
             ).fetchone()
-        return record_from_row(row) if row else None
+        return VideoRecord.from_row(row) if row else None
 
     def list(self, limit: int = 100, after: str = "") -> list[VideoRecord]:
         with self.connection("list") as conn:
@@ -230,7 +230,7 @@ class Truth:
                 f"SELECT {COLUMNS} FROM videos WHERE video_id > %s ORDER BY video_id LIMIT %s",
                 (after, limit),
             ).fetchall()
-        return [record_from_row(r) for r in rows]
+        return [VideoRecord.from_row(r) for r in rows]
 
     def count(self) -> int:
         with self.connection("count") as conn:
@@ -261,7 +261,7 @@ class Truth:
             ).fetchall()
         out = {}
         for r in rows:
-            rec = record_from_row(r[:12])
+            rec = VideoRecord.from_row(r[:12])
             out[rec.video_id] = (rec, _rows(r[12:]) if r[12] is not None else None)
         return out
 
@@ -326,7 +326,7 @@ class Truth:
             "ORDER BY c.seq",
             (since, exclude),
         ).fetchall()
-        return [(record_from_row(r[:12]), _rows(r[12:])) for r in rows]
+        return [(VideoRecord.from_row(r[:12]), _rows(r[12:])) for r in rows]
 
     def _add(
         self,
@@ -338,7 +338,7 @@ class Truth:
     ) -> int:
         """Inside a transaction: the record, its rows, thumbnails and evidence, and its change
         (taking ``CHANGE_LOCK``)."""
-        conn.execute(f"INSERT INTO videos ({COLUMNS}) VALUES ({_MARKS})", _values(record))
+        conn.execute(f"INSERT INTO videos ({COLUMNS}) VALUES ({_MARKS})", record.as_row())
         if rows is not None:
             conn.execute(
                 "INSERT INTO stored_rows VALUES (%s, %s, %s, %s, %s)",
@@ -446,44 +446,9 @@ def log_change(conn: psycopg.Connection, op: Op, video_id: str, original: bool =
     return int(row[0])
 
 
-_FIELDS = (
-    "video_id",
-    "root_id",
-    "sha256",
-    "is_duplicate",
-    "duplicate_for",
-    "matched_video",
-    "score",
-    "path",
-    "duration_s",
-    "frames",
-    "created_at",
-    "source",
-)
-COLUMNS = ", ".join(_FIELDS)
-COLUMNS_V = ", ".join(f"v.{f}" for f in _FIELDS)
-_MARKS = ", ".join(["%s"] * len(_FIELDS))
-
-
-def _values(record: VideoRecord) -> tuple:
-    return tuple(getattr(record, f) for f in _FIELDS)
-
-
-def record_from_row(row: tuple) -> VideoRecord:
-    return VideoRecord(
-        video_id=row[0],
-        root_id=row[1],
-        sha256=row[2],
-        is_duplicate=bool(row[3]),
-        duplicate_for=row[4],
-        matched_video=row[5],
-        score=float(row[6]),
-        path=row[7],
-        duration_s=float(row[8]),
-        frames=int(row[9]),
-        created_at=float(row[10]),
-        source=row[11],
-    )
+COLUMNS = ", ".join(RECORD_FIELDS)
+COLUMNS_V = ", ".join(f"v.{f}" for f in RECORD_FIELDS)
+_MARKS = ", ".join(["%s"] * len(RECORD_FIELDS))
 
 
 def _rows(blobs: tuple) -> StoredRows:
